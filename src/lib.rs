@@ -4,8 +4,10 @@
 
 pub mod audit;
 pub mod botframework;
+pub mod cli;
 pub mod config;
 pub mod containment;
+pub mod demo;
 pub mod graph;
 pub mod http;
 pub mod manifest;

@@ -1,1 +1,49 @@
-//! (to be written)
+//! The HTTP surface: Teams activities, the ServiceNow webhook, the
+//! automation API, health and metrics. Each area has its own router,
+//! merged in [`router`].
+//!
+//! Handlers translate between HTTP and the engine and nothing else: they
+//! never decide policy, and their error answers are stable JSON that names
+//! what is wrong without echoing secrets or internal detail.
+
+pub mod api;
+pub mod error;
+pub mod health;
+pub mod messages;
+pub mod proposal;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::botframework::auth::BotAuthenticator;
+use crate::containment::Engine;
+use crate::servicenow::webhook::ReplayGuard;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub auth: BotAuthenticator,
+    pub replay: Arc<ReplayGuard>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(messages::router())
+        .merge(webhook::router())
+        .merge(api::router())
+        .merge(health::router())
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!(
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            },
+        ))
+        .with_state(state)
+}

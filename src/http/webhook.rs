@@ -1,0 +1,50 @@
+//! `POST /api/servicenow/webhook`: a ServiceNow business rule asks for a
+//! containment. The HMAC over the timestamp and the raw body is checked
+//! before the body is even parsed; ServiceNow may deliver the same event
+//! several times, and intake maps every delivery to the same request.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+
+use crate::policy::Source;
+use crate::servicenow::webhook;
+
+use super::error::ApiError;
+use super::proposal;
+use super::AppState;
+
+pub const TIMESTAMP_HEADER: &str = "x-cordon-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-cordon-signature";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/servicenow/webhook", post(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = proposal::body_bytes(body, &state)?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verified = webhook::verify(
+        &state.engine.config.servicenow.webhook_secret,
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        &body,
+        chrono::Utc::now().timestamp(),
+        &state.replay,
+    )
+    .await;
+    if let Err(e) = verified {
+        tracing::warn!(reason = %e, "webhook refused");
+        return Err(ApiError::Unauthorized(format!("webhook refused: {e}")));
+    }
+    let valid = proposal::parse(&body)?;
+    proposal::submit(&state, valid, Source::Servicenow, "ServiceNow").await
+}

@@ -1,0 +1,339 @@
+//! The whole loop over real HTTP: Teams activities in, the simulated
+//! tenant's Graph, ServiceNow and Bot Connector out.
+
+use std::time::Duration;
+
+use cordon::demo::{send_webhook, Sandbox};
+use cordon::sandbox::tenant::ids;
+use serde_json::{json, Value};
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("sandbox starts")
+}
+
+/// Graph writes (anything but GET and the group check) about one user, in
+/// the order Graph received them, as "METHOD path".
+fn graph_writes(sandbox: &Sandbox, user_id: &str) -> Vec<String> {
+    sandbox
+        .tenant
+        .graph()
+        .calls()
+        .iter()
+        .filter(|c| c.method != "GET" && c.path.contains(user_id))
+        .filter(|c| !c.path.ends_with("checkMemberGroups"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+async fn requested(sandbox: &Sandbox, who: (&str, &str), text: &str, upn: &str, inc: &str) -> (String, String) {
+    let user = sandbox.user(who.0, who.1);
+    let answer = user.say_in_channel(text).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let id = sandbox.wait_for_request(upn, inc).await.unwrap();
+    let card = sandbox.wait_for_card(&id).await.unwrap();
+    (id, card)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_user_is_contained_after_one_approval_with_block_before_revoke() {
+    let sandbox = sandbox().await;
+    let (id, card) = requested(
+        &sandbox,
+        (ids::SAM, "Sam Lee"),
+        "contain alice@contoso.com INC0010001 token theft",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    assert!(graph_writes(&sandbox, ids::ALICE).is_empty(), "no write before approval");
+
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    let answer = oscar.click("approve", &id, &card, None).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["statusCode"], 200);
+    assert_eq!(answer.body["type"], "application/vnd.microsoft.card.adaptive");
+
+    let done = sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
+    let writes = graph_writes(&sandbox, ids::ALICE);
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes[0].starts_with("PATCH"), "{writes:?}");
+    assert!(writes[1].ends_with("revokeSignInSessions"), "{writes:?}");
+    let alice = sandbox.tenant.graph().user(ids::ALICE).unwrap();
+    assert!(!alice.account_enabled);
+
+    let steps = done["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["status"] == "done"), "{steps:?}");
+    let notes = sandbox.tenant.servicenow().work_notes("INC0010001");
+    assert!(notes.len() >= 2, "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains(&id) && n.contains("request-id")));
+    let incident = sandbox.tenant.servicenow().incident("INC0010001").unwrap();
+    assert_eq!(incident["state"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_cannot_approve_their_own_request() {
+    let sandbox = sandbox().await;
+    let (id, card) = requested(
+        &sandbox,
+        (ids::OSCAR, "Oscar Ruiz"),
+        "contain alice@contoso.com INC0010001 suspicious inbox rules",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    let answer = oscar.click("approve", &id, &card, None).await.unwrap();
+    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let request = sandbox.request(&id).await.unwrap();
+    assert_eq!(request["request"]["state"], "awaiting_approval");
+    assert!(request["approvals"].as_array().unwrap().is_empty());
+    let refused = request["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"] == "approval_refused");
+    assert!(refused, "the refusal is audited");
+    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_outside_the_approver_group_cannot_approve() {
+    let sandbox = sandbox().await;
+    let (id, card) = requested(
+        &sandbox,
+        (ids::OSCAR, "Oscar Ruiz"),
+        "contain alice@contoso.com INC0010001 risky sign-in",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let answer = sam.click("approve", &id, &card, None).await.unwrap();
+    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    let request = sandbox.request(&id).await.unwrap();
+    assert_eq!(request["request"]["state"], "awaiting_approval");
+    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_privileged_target_needs_two_distinct_approvers() {
+    let sandbox = sandbox().await;
+    let (id, card) = requested(
+        &sandbox,
+        (ids::SAM, "Sam Lee"),
+        "contain adele.admin@contoso.com INC0010002 admin token replay",
+        "adele.admin@contoso.com",
+        "INC0010002",
+    )
+    .await;
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    let priya = sandbox.user(ids::PRIYA, "Priya Shah");
+    oscar.click("approve", &id, &card, None).await.unwrap();
+    let twice = oscar.click("approve", &id, &card, None).await.unwrap();
+    assert_eq!(twice.body["type"], "application/vnd.microsoft.activity.message");
+    let request = sandbox.request(&id).await.unwrap();
+    assert_eq!(request["request"]["state"], "awaiting_approval");
+    assert_eq!(request["request"]["required_approvals"], 2);
+    assert!(graph_writes(&sandbox, ids::ADELE).is_empty());
+
+    priya.click("approve", &id, &card, None).await.unwrap();
+    sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
+    assert_eq!(graph_writes(&sandbox, ids::ADELE).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_request_changes_nothing_in_entra() {
+    let sandbox = sandbox().await;
+    let (id, card) = requested(
+        &sandbox,
+        (ids::SAM, "Sam Lee"),
+        "contain alice@contoso.com INC0010001 maybe phished",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    let priya = sandbox.user(ids::PRIYA, "Priya Shah");
+    priya
+        .click("reject", &id, &card, Some("user confirmed the travel"))
+        .await
+        .unwrap();
+    let request = sandbox.wait_for_state(&id, &["rejected"]).await.unwrap();
+    assert!(request["request"]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("user confirmed the travel"));
+    let late = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    let answer = late.click("approve", &id, &card, None).await.unwrap();
+    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_are_answered_and_store_nothing() {
+    let sandbox = sandbox().await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let cases = [
+        ("contain nobody@contoso.com INC0010001 typo", "nobody@contoso.com", "INC0010001"),
+        ("contain alice@fabrikam.com INC0010001 wrong domain", "alice@fabrikam.com", "INC0010001"),
+        ("contain not-an-upn INC0010001 what", "not-an-upn", "INC0010001"),
+        ("contain alice@contoso.com INC0099999 no such incident", "alice@contoso.com", "INC0099999"),
+        ("contain breakglass@contoso.com INC0010005 glass", "breakglass@contoso.com", "INC0010005"),
+        ("contain dave.disabled@contoso.com INC0010004 old", "dave.disabled@contoso.com", "INC0010004"),
+    ];
+    for (text, upn, incident) in cases {
+        let before = sandbox.tenant.connector().messages().len();
+        sam.say_in_channel(text).await.unwrap();
+        let answer = next_answer(&sandbox, before).await;
+        assert!(!answer.is_empty(), "{text} got an answer");
+        assert!(sandbox.find(upn, incident).await.unwrap().is_empty(), "{text} stored nothing");
+    }
+    assert!(sandbox.engine.store.audit_events(None).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_command_is_answered_with_what_to_type() {
+    let sandbox = sandbox().await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let before = sandbox.tenant.connector().messages().len();
+    sam.say_in_channel("contian alice@contoso.com INC0010001 x").await.unwrap();
+    let answer = next_answer(&sandbox, before).await;
+    assert!(answer.contains("contain"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_activity_is_processed_once() {
+    let sandbox = sandbox().await;
+    let activity = json!({
+        "type": "message", "id": "resent-1", "serviceUrl": sandbox.tenant.connector_service_url(),
+        "channelId": "msteams",
+        "from": { "id": "29:sam", "name": "Sam Lee", "aadObjectId": ids::SAM },
+        "conversation": { "id": "a:personal-sam", "conversationType": "personal", "tenantId": ids::TENANT_ID },
+        "text": "contain alice@contoso.com INC0010001 resent",
+        "channelData": { "tenant": { "id": ids::TENANT_ID } },
+    });
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let status = http.post(sandbox.messages_url()).json(&activity).send().await.unwrap().status();
+        assert_eq!(status, 200);
+    }
+    let id = sandbox.wait_for_request("alice@contoso.com", "INC0010001").await.unwrap();
+    sandbox.wait_for_card(&id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answers = sandbox
+        .tenant
+        .connector()
+        .messages()
+        .iter()
+        .filter(|m| m.conversation_id == "a:personal-sam")
+        .count();
+    assert_eq!(answers, 1, "one answer for three deliveries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_activities_get_a_clear_4xx_and_store_nothing() {
+    let sandbox = sandbox().await;
+    let http = reqwest::Client::new();
+    let malformed = http
+        .post(sandbox.messages_url())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("activity"));
+
+    let oversized = http
+        .post(sandbox.messages_url())
+        .header("content-type", "application/json")
+        .body(format!("{{\"type\":\"message\",\"text\":\"{}\"}}", "x".repeat(400_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+
+    let other_tenant = json!({
+        "type": "message", "id": "x1", "serviceUrl": sandbox.tenant.connector_service_url(),
+        "channelId": "msteams",
+        "from": { "id": "29:eve", "aadObjectId": ids::SAM },
+        "conversation": { "id": "a:eve" },
+        "text": "contain alice@contoso.com INC0010001 from elsewhere",
+        "channelData": { "tenant": { "id": "11111111-2222-3333-4444-555555555555" } },
+    });
+    let status = http.post(sandbox.messages_url()).json(&other_tenant).send().await.unwrap().status();
+    assert_eq!(status, 403);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().is_empty());
+    assert!(sandbox.tenant.connector().messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servicenow_webhook_starts_the_same_flow_once() {
+    let sandbox = sandbox().await;
+    let body = json!({
+        "number": "INC0010001", "affected_user": "alice@contoso.com",
+        "requested_by": "sam.analyst@contoso.com", "justification": "EDR alert",
+    })
+    .to_string();
+    assert_eq!(send_webhook(&sandbox, &body).await.unwrap(), 202);
+    let id = sandbox.wait_for_request("alice@contoso.com", "INC0010001").await.unwrap();
+    let redelivered = chrono::Utc::now().timestamp() - 2;
+    assert_eq!(
+        cordon::demo::send_webhook_at(&sandbox, &body, redelivered).await.unwrap(),
+        200
+    );
+    assert_eq!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().len(), 1);
+    let card = sandbox.wait_for_card(&id).await.unwrap();
+    sandbox.user(ids::OSCAR, "Oscar Ruiz").click("approve", &id, &card, None).await.unwrap();
+    sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
+    assert_eq!(graph_writes(&sandbox, ids::ALICE).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhooks_are_refused_and_store_nothing() {
+    let sandbox = sandbox().await;
+    let url = format!("{}/api/servicenow/webhook", sandbox.base_url);
+    let body = json!({
+        "number": "INC0010001", "affected_user": "alice@contoso.com",
+        "requested_by": "sam.analyst@contoso.com", "justification": "x",
+    })
+    .to_string();
+    let http = reqwest::Client::new();
+    let unsigned = http.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let forged = http
+        .post(&url)
+        .header("x-cordon-timestamp", chrono::Utc::now().timestamp().to_string())
+        .header("x-cordon-signature", "bm90IGEgcmVhbCBzaWduYXR1cmU=")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(send_webhook(&sandbox, "{broken").await.unwrap(), 400);
+    let missing = json!({ "number": "INC0010001", "requested_by": "sam.analyst@contoso.com",
+                          "justification": "x" }).to_string();
+    assert_eq!(send_webhook(&sandbox, &missing).await.unwrap(), 400);
+    let unknown = json!({ "number": "INC0010001", "affected_user": "ghost@contoso.com",
+                          "requested_by": "sam.analyst@contoso.com", "justification": "x" })
+        .to_string();
+    assert_eq!(send_webhook(&sandbox, &unknown).await.unwrap(), 422);
+    assert!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().is_empty());
+    assert!(sandbox.engine.store.audit_events(None).await.unwrap().is_empty());
+}
+
+async fn next_answer(sandbox: &Sandbox, before: usize) -> String {
+    for _ in 0..200 {
+        let messages = sandbox.tenant.connector().messages();
+        if messages.len() > before {
+            return cordon::sandbox::render_text(&messages[before].activity);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the bot never answered");
+}
