@@ -1,0 +1,38 @@
+//! Shared test set-up: fresh stores on SQLite and PostgreSQL.
+#![allow(dead_code)]
+
+use cordon::store::Store;
+
+/// The environment variable that names the PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "CORDON_TEST_POSTGRES_URL";
+
+/// A store on a new SQLite file, and the directory that holds it.
+pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cordon.db").display());
+    (Store::connect(&url).await.unwrap(), dir)
+}
+
+/// The URL of a new, empty PostgreSQL database, or `None` (with a note on
+/// stderr) when no server is configured.
+pub async fn postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("skipped: {POSTGRES_ENV} is not set, so the PostgreSQL path is not tested");
+        return None;
+    };
+    use sqlx::Connection;
+    let name = format!("cordon_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{prefix}/{name}"))
+}
+
+/// A store on a new PostgreSQL database, or `None` when not configured.
+pub async fn postgres_store() -> Option<Store> {
+    let url = postgres_database().await?;
+    Some(Store::connect(&url).await.unwrap())
+}
