@@ -11,6 +11,7 @@ pub mod demo;
 pub mod graph;
 pub mod http;
 pub mod manifest;
+pub mod oauth;
 pub mod policy;
 pub mod retry;
 pub mod sandbox;

@@ -235,7 +235,7 @@ impl From<SourceArg> for Source {
     fn from(arg: SourceArg) -> Source {
         match arg {
             SourceArg::Teams => Source::Teams,
-            SourceArg::Servicenow => Source::Servicenow,
+            SourceArg::Servicenow => Source::ServiceNow,
             SourceArg::Api => Source::Api,
             SourceArg::Siem => Source::Siem,
         }

@@ -249,7 +249,18 @@ impl Engine {
         };
         let mut receipts = Vec::new();
         let removable = crate::graph::removal_order(&methods);
+
+        // Graph refuses (400) to delete the default method while others
+        // remain; such a method is tried again once the rest are gone.
+        let mut deferred = Vec::new();
         for method in &removable {
+            match self.graph.delete_auth_method(user_id, method).await {
+                Ok(receipt) => receipts.push(receipt.request_id),
+                Err(e) if e.status() == Some(400) => deferred.push(method),
+                Err(e) => return StepResult::graph_failure(&e),
+            }
+        }
+        for method in deferred {
             match self.graph.delete_auth_method(user_id, method).await {
                 Ok(receipt) => receipts.push(receipt.request_id),
                 Err(e) => return StepResult::graph_failure(&e),

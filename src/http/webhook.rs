@@ -46,5 +46,5 @@ async fn receive(
         return Err(ApiError::Unauthorized(format!("webhook refused: {e}")));
     }
     let valid = proposal::parse(&body)?;
-    proposal::submit(&state, valid, Source::Servicenow, "ServiceNow").await
+    proposal::submit(&state, valid, Source::ServiceNow, "ServiceNow").await
 }

@@ -118,7 +118,7 @@ pub fn request_from_row(row: &AnyRow) -> Result<ContainmentRequest, StoreError> 
     let steps = names
         .iter()
         .map(|name| {
-            StepKind::parse(name).ok_or_else(|| StoreError::Corrupt(format!("step {name}")))
+            StepKind::parse(name).map_err(|_| StoreError::Corrupt(format!("step {name}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let state = text("state")?;
@@ -237,7 +237,7 @@ fn step_from_row(row: &AnyRow) -> Result<StepRecord, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(StepRecord {
         seq: row.try_get("seq")?,
-        name: StepKind::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("step {name}")))?,
+        name: StepKind::parse(&name).map_err(|_| StoreError::Corrupt(format!("step {name}")))?,
         status: StepStatus::from_column(&status)?,
         attempts: row.try_get("attempts")?,
         started_at: row.try_get("started_at")?,

@@ -9,7 +9,9 @@ use crate::containment::steps::step_label;
 use crate::policy::{Classification, RequestKind};
 use crate::store::ListFilter;
 
-use super::cards::{ApprovalView, RequestKindView, RequestView, StepView};
+use super::cards::{
+    ApprovalView, DecisionView, RequestKindView, RequestView, StepView,
+};
 
 /// What the view needs beyond the request itself.
 pub struct ViewContext<'a> {
@@ -70,8 +72,8 @@ fn approval_view(approval: &Approval) -> ApprovalView {
     ApprovalView {
         approver_name: approval.approver_name.clone(),
         decision: match approval.decision {
-            Decision::Approve => "approved".into(),
-            Decision::Reject => "rejected".into(),
+            Decision::Approve => DecisionView::Approved,
+            Decision::Reject => DecisionView::Rejected,
         },
         at: format_time(approval.at),
         reason: approval.reason.clone(),
@@ -86,9 +88,20 @@ fn step_view(step: &StepRecord) -> StepView {
     };
     StepView {
         label: step_label(step.name).to_string(),
-        status: step.status.as_str().to_string(),
+        status: status_view(step.status),
         at,
         detail: step.error.clone().or_else(|| step.detail.clone()),
+    }
+}
+
+fn status_view(status: StepStatus) -> super::cards::StepStatus {
+    use super::cards::StepStatus as View;
+    match status {
+        StepStatus::Pending => View::Pending,
+        StepStatus::Running => View::Running,
+        StepStatus::Done => View::Done,
+        StepStatus::Failed => View::Failed,
+        StepStatus::Skipped => View::Skipped,
     }
 }
 
