@@ -222,7 +222,10 @@ impl IntoResponse for SimError {
 #[derive(Debug, Clone)]
 pub(crate) struct CallIds {
     pub request_id: String,
+    /// What the caller sent, if anything; recorded as it came.
     pub client_request_id: Option<String>,
+    /// What the answer echoes: the caller's id, or one made up once for it.
+    echoed: String,
 }
 
 impl CallIds {
@@ -231,17 +234,19 @@ impl CallIds {
             .get("client-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let echoed = client_request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         CallIds {
             request_id: uuid::Uuid::new_v4().to_string(),
             client_request_id,
+            echoed,
         }
     }
 
     /// The client's id echoed back, or one made up for it, as Graph does.
     fn echoed_client_id(&self) -> String {
-        self.client_request_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        self.echoed.clone()
     }
 }
 
