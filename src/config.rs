@@ -206,6 +206,15 @@ pub struct RunnerConfig {
     /// Runs executed at once by one replica.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The longest one runbook step may take, every retry of its outside
+    /// calls included; a step still busy then is journaled as failed.
+    #[serde(default = "default_step_timeout", with = "humantime_serde_compat")]
+    pub step_timeout: Duration,
+    /// How many times a step may be started (first run, resumes after a
+    /// crash and takeovers included) before it is failed without another
+    /// try, so that a step that crashes its replica cannot loop forever.
+    #[serde(default = "default_max_step_attempts")]
+    pub max_step_attempts: i64,
 }
 
 impl Default for RunnerConfig {
@@ -214,6 +223,8 @@ impl Default for RunnerConfig {
             lease: default_lease(),
             poll_interval: default_poll(),
             concurrency: default_concurrency(),
+            step_timeout: default_step_timeout(),
+            max_step_attempts: default_max_step_attempts(),
         }
     }
 }
@@ -305,6 +316,15 @@ impl Config {
         }
         if self.runner.concurrency == 0 {
             return invalid("runner.concurrency must be at least 1");
+        }
+        if self.runner.lease < Duration::from_millis(100) {
+            return invalid("runner.lease must be at least 100ms");
+        }
+        if self.runner.step_timeout.is_zero() {
+            return invalid("runner.step_timeout must be longer than zero");
+        }
+        if self.runner.max_step_attempts < 1 {
+            return invalid("runner.max_step_attempts must be at least 1");
         }
         self.policy
             .validate()
@@ -417,6 +437,14 @@ fn default_poll() -> Duration {
 
 fn default_concurrency() -> usize {
     16
+}
+
+fn default_step_timeout() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+fn default_max_step_attempts() -> i64 {
+    5
 }
 
 /// Durations written the human way ("30s", "5m") in the file.

@@ -88,7 +88,10 @@ impl Engine {
             state: i.state.clone(),
             requester: i.caller_id.clone(),
             affected_user: i.affected_user.clone(),
-            justification: i.description.clone().or_else(|| i.short_description.clone()),
+            justification: i
+                .description
+                .clone()
+                .or_else(|| i.short_description.clone()),
         });
         let plan = match policy::evaluate(
             settings,
@@ -174,7 +177,20 @@ impl Engine {
             rule = %created.rule,
             "request received"
         );
-        self.ask_for_approval(&created, &plan.notices).await;
+        let mut notices = plan.notices.clone();
+        if created.kind == RequestKind::Release {
+            notices.push(match &created.related_request_id {
+                Some(original) => format!(
+                    "This release undoes containment **{original}**; it needs an \
+                     approval like a containment and never runs by itself."
+                ),
+                None => "No containment by Cordon is on record for this user and \
+                         incident; this release needs an approval and never runs \
+                         by itself."
+                    .to_string(),
+            });
+        }
+        self.ask_for_approval(&created, &notices).await;
         if let Some(rule) = &created.auto_approved_by {
             self.auto_approve(&created, rule).await?;
         }

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 
 use super::model::{now_millis, ContainmentRequest, StepRecord, StepStatus};
 use super::state::{RequestState, Transition};
-use super::steps::{changes_identity, step_label, StepContext};
+use super::steps::{changes_identity, step_label, StepContext, StepResult};
 use super::Engine;
 
 pub struct Runner {
@@ -70,7 +70,12 @@ impl Runner {
             return Ok(());
         }
         let lease = self.lease_ms();
-        for claim in self.engine.store.claim_runs(&self.owner, lease, free).await? {
+        for claim in self
+            .engine
+            .store
+            .claim_runs(&self.owner, lease, free)
+            .await?
+        {
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
                 break;
             };
@@ -79,7 +84,10 @@ impl Runner {
             tokio::spawn(async move {
                 let _permit = permit;
                 let span = tracing::info_span!("run", request_id = %claim);
-                engine.run_claimed(&claim, &owner, lease).instrument(span).await;
+                engine
+                    .run_claimed(&claim, &owner, lease)
+                    .instrument(span)
+                    .await;
             });
         }
         Ok(())
@@ -141,6 +149,19 @@ impl Engine {
                 self.skip_step(id, step).await?;
                 continue;
             }
+            let max_attempts = self.config.runner.max_step_attempts;
+            if step.attempts >= max_attempts {
+                let record = StepResult::failure(format!(
+                    "given up: the step was started {} times without finishing \
+                     (runner.max_step_attempts); a retry reads the account back \
+                     before writing again",
+                    step.attempts
+                ))
+                .into_record(step.seq, step.name, step.attempts);
+                failed_identity_step |= changes_identity(step.name);
+                self.journal_step(&request, &record).await?;
+                continue;
+            }
             let Some(attempt) = self.store.step_started(id, step.seq, owner).await? else {
                 tracing::warn!(request_id = id, "lease lost; another replica runs this");
                 return Ok(RunEnd::LeaseLost);
@@ -155,7 +176,7 @@ impl Engine {
                 attempt,
                 journal: &journal,
             };
-            let result = self.execute_step(&cx).await;
+            let result = self.execute_within_budget(&cx, owner, lease_ms).await;
             let record = result.into_record(step.seq, step.name, attempt);
             if record.status == StepStatus::Failed && changes_identity(step.name) {
                 failed_identity_step = true;
@@ -169,6 +190,53 @@ impl Engine {
         Ok(RunEnd::Finished)
     }
 
+    /// Runs one step under its time budget (`runner.step_timeout`), renewing
+    /// the lease while it runs so that no other replica takes over a step
+    /// that is still in flight.
+    ///
+    /// A step cut off by its budget is journaled as failed with its outcome
+    /// unknown; the identity steps read the account back on their next
+    /// attempt, so a retry does not repeat a write that took effect.
+    async fn execute_within_budget(
+        &self,
+        cx: &StepContext<'_>,
+        owner: &str,
+        lease_ms: i64,
+    ) -> StepResult {
+        let budget = self.config.runner.step_timeout;
+        let work = tokio::time::timeout(budget, self.execute_step(cx));
+        tokio::pin!(work);
+        let beat = Duration::from_millis((lease_ms / 3).max(50) as u64);
+        let mut heartbeat = tokio::time::interval(beat);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut work => {
+                    return done.unwrap_or_else(|_| StepResult::failure(format!(
+                        "did not finish within {} (runner.step_timeout); its \
+                         outcome is unknown, and a retry reads the account back \
+                         before writing again",
+                        humantime::format_duration(budget)
+                    )));
+                }
+                _ = heartbeat.tick() => {
+                    match self.store.renew_lease(&cx.request.id, owner, lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::error!(
+                            request_id = %cx.request.id,
+                            "lease lost while a step was in flight"
+                        ),
+                        Err(e) => tracing::warn!(
+                            request_id = %cx.request.id,
+                            error = %e,
+                            "lease not renewed"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     async fn announce_resume(
         &self,
         request: &ContainmentRequest,
@@ -178,7 +246,9 @@ impl Engine {
         let interrupted = journal
             .iter()
             .any(|s| s.status == StepStatus::Running || s.status == StepStatus::Done);
-        if !interrupted {
+        let events = self.store.audit_events(Some(&request.id)).await?;
+        let retried = events.last().is_some_and(|e| e.event == "retry_requested");
+        if !interrupted || retried {
             return Ok(());
         }
         let entry = AuditEntry::new(
@@ -237,7 +307,9 @@ impl Engine {
                 "detail": record.detail,
             }),
         );
-        self.store.step_finished(&request.id, record, &entry).await?;
+        self.store
+            .step_finished(&request.id, record, &entry)
+            .await?;
         if record.status == StepStatus::Done {
             tracing::info!(request_id = %request.id, step = record.name.as_str(), "step done");
         } else {
@@ -281,10 +353,16 @@ impl Engine {
             )
             .await?;
         tracing::info!(request_id = %request.id, state = %state, "run finished");
-        self.publish(&request.id, Some(format!("**{}**: {outcome}", state.label())))
-            .await;
-        self.tell_requester(request, format!("{} is {}: {outcome}", request.id, state.label()))
-            .await;
+        self.publish(
+            &request.id,
+            Some(format!("**{}**: {outcome}", state.label())),
+        )
+        .await;
+        self.tell_requester(
+            request,
+            format!("{} is {}: {outcome}", request.id, state.label()),
+        )
+        .await;
         Ok(())
     }
 
@@ -299,7 +377,13 @@ impl Engine {
         let outcome = "No decision was made before the approval timeout; nothing was changed.";
         match self
             .store
-            .transition(id, RequestState::AwaitingApproval, Transition::Expire, Some(outcome), &entry)
+            .transition(
+                id,
+                RequestState::AwaitingApproval,
+                Transition::Expire,
+                Some(outcome),
+                &entry,
+            )
             .await
         {
             Ok(_) => {}
@@ -311,7 +395,8 @@ impl Engine {
         }
         tracing::info!(request_id = id, "approval expired");
         let _ = self.store.skip_pending_steps(id).await;
-        self.publish(id, Some(format!("**Expired**: {outcome}"))).await;
+        self.publish(id, Some(format!("**Expired**: {outcome}")))
+            .await;
         if let Ok(request) = self.store.require(id).await {
             let note = format!(
                 "[Cordon {id}] The containment request for {} expired without \
@@ -326,7 +411,8 @@ impl Engine {
             {
                 tracing::warn!(request_id = id, error = %e, "expiry note not written");
             }
-            self.tell_requester(&request, format!("{id} expired: {outcome}")).await;
+            self.tell_requester(&request, format!("{id} expired: {outcome}"))
+                .await;
         }
     }
 }
@@ -364,9 +450,9 @@ fn step_reply(record: &StepRecord) -> Option<String> {
 
 /// The final transition and a sentence for people, from the journal.
 fn outcome_of(request: &ContainmentRequest, journal: &[StepRecord]) -> (Transition, String) {
-    let identity_done = journal
-        .iter()
-        .any(|s| changes_identity(s.name) && s.name != StepKind::Verify && s.status == StepStatus::Done);
+    let identity_done = journal.iter().any(|s| {
+        changes_identity(s.name) && s.name != StepKind::Verify && s.status == StepStatus::Done
+    });
     let identity_failed: Vec<&StepRecord> = journal
         .iter()
         .filter(|s| changes_identity(s.name) && s.status == StepStatus::Failed)
@@ -396,7 +482,13 @@ fn outcome_of(request: &ContainmentRequest, journal: &[StepRecord]) -> (Transiti
     }
     let failures: Vec<String> = identity_failed
         .iter()
-        .map(|s| format!("{}: {}", step_label(s.name), s.error.as_deref().unwrap_or("failed")))
+        .map(|s| {
+            format!(
+                "{}: {}",
+                step_label(s.name),
+                s.error.as_deref().unwrap_or("failed")
+            )
+        })
         .collect();
     if identity_done && request.kind == RequestKind::Containment {
         (
@@ -410,7 +502,11 @@ fn outcome_of(request: &ContainmentRequest, journal: &[StepRecord]) -> (Transiti
     } else {
         (
             Transition::Fail,
-            format!("nothing took effect. {}.{}", failures.join("; "), reporting_note),
+            format!(
+                "nothing took effect. {}.{}",
+                failures.join("; "),
+                reporting_note
+            ),
         )
     }
 }

@@ -92,7 +92,7 @@ impl StepResult {
         }
     }
 
-    fn failure(error: impl ToString) -> Self {
+    pub(crate) fn failure(error: impl ToString) -> Self {
         Self {
             status: StepStatus::Failed,
             http_status: None,
@@ -161,8 +161,17 @@ impl Engine {
             Some(rule) => format!("policy rule {rule}"),
             None => approvers,
         };
+        let original = match (&request.kind, &request.related_request_id) {
+            (RequestKind::Release, Some(original)) => {
+                format!(" It undoes containment {original}.")
+            }
+            (RequestKind::Release, None) => {
+                " No containment by Cordon is on record for this incident.".into()
+            }
+            (RequestKind::Containment, _) => String::new(),
+        };
         let note = format!(
-            "[Cordon {id}] {verb} of {upn} approved by {approvers}. \
+            "[Cordon {id}] {verb} of {upn} approved by {approvers}.{original} \
              Requested by {requester} ({source}). Runbook {runbook}: {steps}. \
              Correlation id: {id}.",
             id = request.id,
@@ -223,20 +232,19 @@ impl Engine {
         if cx.attempt > 1 {
             let since = cx.step.started_at.unwrap_or(i64::MAX);
             match self.graph.get_user(user_id).await {
-                Ok(Some(user)) if sessions_revoked_since(user.sign_in_sessions_valid_from, since) => {
-                    return StepResult::done(
-                        "sessions already revoked on read-back; not repeated",
-                    )
+                Ok(Some(user))
+                    if sessions_revoked_since(user.sign_in_sessions_valid_from, since) =>
+                {
+                    return StepResult::done("sessions already revoked on read-back; not repeated")
                 }
                 Ok(_) => {}
                 Err(e) => return StepResult::graph_failure(&e),
             }
         }
         match self.graph.revoke_sign_in_sessions(user_id).await {
-            Ok(receipt) => StepResult::from_receipt(
-                &receipt,
-                "refresh tokens and session cookies revoked",
-            ),
+            Ok(receipt) => {
+                StepResult::from_receipt(&receipt, "refresh tokens and session cookies revoked")
+            }
             Err(e) => StepResult::graph_failure(&e),
         }
     }
@@ -268,12 +276,19 @@ impl Engine {
         }
         StepResult {
             outside_ids: json!({ "request_ids": receipts }),
-            ..StepResult::done(format!("{} authentication methods removed", removable.len()))
+            ..StepResult::done(format!(
+                "{} authentication methods removed",
+                removable.len()
+            ))
         }
     }
 
     async fn require_password_change(&self, cx: &StepContext<'_>) -> StepResult {
-        match self.graph.require_password_change(&cx.request.target_id).await {
+        match self
+            .graph
+            .require_password_change(&cx.request.target_id)
+            .await
+        {
             Ok(receipt) => {
                 StepResult::from_receipt(&receipt, "password change required at next sign-in")
             }
@@ -298,9 +313,8 @@ impl Engine {
         if let Some(revoke) = revoke {
             let since = revoke.started_at.unwrap_or(i64::MAX);
             if !sessions_revoked_since(user.sign_in_sessions_valid_from, since) {
-                problems.push(
-                    "signInSessionsValidFromDateTime is earlier than the revoke".to_string(),
-                );
+                problems
+                    .push("signInSessionsValidFromDateTime is earlier than the revoke".to_string());
             }
         }
         if problems.is_empty() {
@@ -395,9 +409,11 @@ fn notice_text(request: &ContainmentRequest, journal: &[StepRecord]) -> String {
     }
     if !failed.is_empty() {
         text.push_str(&format!(
-            "**Failed:** {}. Sessions may still be active; retry the remaining \
-             steps from the card or with `status {}`. ",
+            "**Failed:** {}. Sessions may still be active. An approver can run \
+             the remaining steps again with **Retry remaining steps** on the \
+             card of {} (`status {}` shows it). ",
             failed.join("; "),
+            request.id,
             request.id
         ));
     }
@@ -423,7 +439,13 @@ pub fn summary_note(request: &ContainmentRequest, journal: &[StepRecord]) -> Str
         request.target_name,
         request.target_upn
     );
-    for step in journal.iter().filter(|s| s.name != StepKind::ServicenowSummary) {
+    if let (RequestKind::Release, Some(original)) = (&request.kind, &request.related_request_id) {
+        note.push_str(&format!("Original containment: {original}.\n"));
+    }
+    for step in journal
+        .iter()
+        .filter(|s| s.name != StepKind::ServicenowSummary)
+    {
         let at = step
             .finished_at
             .map(super::super::teams::view::format_time)

@@ -22,7 +22,15 @@ pub fn sandbox_config(
     bind: SocketAddr,
     store_url: &str,
 ) -> Result<Config, ConfigError> {
-    let text = format!(
+    let text = sandbox_config_toml(tenant, bind, store_url);
+    Config::from_toml_and_env(&text, std::iter::empty())
+}
+
+/// The sandbox configuration as TOML, for a `cordon serve --config` run
+/// against a simulated tenant that lives in another process (the
+/// durability tests kill and restart such a server).
+pub fn sandbox_config_toml(tenant: &SimulatedTenant, bind: SocketAddr, store_url: &str) -> String {
+    format!(
         r#"
 [server]
 bind = "{bind}"
@@ -88,6 +96,5 @@ poll_interval = "500ms"
         privileged = ids::PRIVILEGED_GROUP,
         service = ids::SERVICE_ACCOUNTS_GROUP,
         break_glass = ids::BREAK_GLASS,
-    );
-    Config::from_toml_and_env(&text, std::iter::empty())
+    )
 }

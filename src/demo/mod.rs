@@ -22,7 +22,9 @@ use crate::sandbox::tenant::ids;
 use crate::sandbox::SimulatedTenant;
 use crate::startup::{Application, Timing};
 
-pub use config::{sandbox_config, API_TOKEN, APPROVALS_CHANNEL, WEBHOOK_SECRET};
+pub use config::{
+    sandbox_config, sandbox_config_toml, API_TOKEN, APPROVALS_CHANNEL, WEBHOOK_SECRET,
+};
 pub use scenarios::run_demo;
 
 /// The channel analysts type in, in the sandbox.
@@ -41,6 +43,16 @@ impl Sandbox {
     /// Starts on `bind` with the store at `store_url`, or in a fresh
     /// temporary SQLite file when none is given.
     pub async fn start(bind: SocketAddr, store_url: Option<String>) -> anyhow::Result<Sandbox> {
+        Self::start_with(bind, store_url, |_| {}).await
+    }
+
+    /// As [`Sandbox::start`], with the configuration adjusted by `adjust`
+    /// first (tests shorten timeouts and leases this way).
+    pub async fn start_with(
+        bind: SocketAddr,
+        store_url: Option<String>,
+        adjust: impl FnOnce(&mut crate::config::Config),
+    ) -> anyhow::Result<Sandbox> {
         let tenant = SimulatedTenant::start("127.0.0.1:0".parse()?).await?;
         let (store_url, dir) = match store_url {
             Some(url) => (url, None),
@@ -49,7 +61,9 @@ impl Sandbox {
                 (format!("sqlite://{}", dir.path().join("cordon.db").display()), Some(dir))
             }
         };
-        let config = sandbox_config(&tenant, bind, &store_url)?;
+        let mut config = sandbox_config(&tenant, bind, &store_url)?;
+        adjust(&mut config);
+        config.validate()?;
         let timing = Timing {
             retry: crate::retry::RetryPolicy::fast(),
             timeout: Duration::from_secs(5),
@@ -73,13 +87,12 @@ impl Sandbox {
 
     /// A Teams user of the simulated tenant.
     pub fn user(&self, object_id: &str, name: &str) -> TeamsUser {
-        TeamsUser {
-            http: reqwest::Client::new(),
-            messages_url: self.messages_url(),
-            service_url: self.tenant.connector_service_url(),
-            object_id: object_id.to_string(),
-            name: name.to_string(),
-        }
+        TeamsUser::new(
+            &self.messages_url(),
+            &self.tenant.connector_service_url(),
+            object_id,
+            name,
+        )
     }
 
     /// Reads a request through the automation API.
@@ -170,6 +183,18 @@ pub struct BotAnswer {
 }
 
 impl TeamsUser {
+    /// A user who talks to the bot at `messages_url` through the Bot
+    /// Connector at `service_url` (a server in another process, say).
+    pub fn new(messages_url: &str, service_url: &str, object_id: &str, name: &str) -> TeamsUser {
+        TeamsUser {
+            http: reqwest::Client::new(),
+            messages_url: messages_url.to_string(),
+            service_url: service_url.to_string(),
+            object_id: object_id.to_string(),
+            name: name.to_string(),
+        }
+    }
+
     /// Types `text` (after an @mention of the bot) in the SOC channel.
     pub async fn say_in_channel(&self, text: &str) -> anyhow::Result<BotAnswer> {
         let root = uuid::Uuid::new_v4().as_u128() % 10_000_000_000_000;

@@ -54,6 +54,10 @@ pub enum FaultKind {
     /// answer away and answers this status instead: the case an idempotent
     /// client must survive.
     AfterEffect { status: u16 },
+    /// Serves the call (so a write takes effect) and holds its answer this
+    /// long before sending it: the window in which a process can die
+    /// between an outside write and its journal entry.
+    AnswerLate(Duration),
 }
 
 impl FaultKind {
@@ -85,6 +89,7 @@ impl FaultKind {
             FaultKind::AfterEffect { status } => {
                 format!("status {status} after effect")
             }
+            FaultKind::AnswerLate(d) => format!("answer late {d:?}"),
         }
     }
 }
@@ -384,6 +389,11 @@ async fn play(
             Some(next.run(request).await)
         }
         FaultKind::Reset => reset(&request),
+        FaultKind::AnswerLate(wait) => {
+            let served = next.run(request).await;
+            tokio::time::sleep(wait).await;
+            Some(served)
+        }
         FaultKind::AfterEffect { status } => {
             let _served = next.run(request).await;
             Some(SimError::new(status, default_code(status), default_message(status)).into_response())

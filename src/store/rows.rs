@@ -79,8 +79,16 @@ pub async fn insert_request(
     .bind(r.auto_approved_by.clone())
     .bind(r.state.as_str())
     .bind(r.outcome.clone())
-    .bind(r.origin.as_ref().and_then(|o| serde_json::to_string(o).ok()))
-    .bind(r.thread.as_ref().and_then(|t| serde_json::to_string(t).ok()))
+    .bind(
+        r.origin
+            .as_ref()
+            .and_then(|o| serde_json::to_string(o).ok()),
+    )
+    .bind(
+        r.thread
+            .as_ref()
+            .and_then(|t| serde_json::to_string(t).ok()),
+    )
     .bind(r.related_request_id.clone())
     .bind(r.created_at)
     .bind(r.updated_at)
@@ -117,9 +125,7 @@ pub fn request_from_row(row: &AnyRow) -> Result<ContainmentRequest, StoreError> 
         .map_err(|_| StoreError::Corrupt(format!("steps = {steps_json}")))?;
     let steps = names
         .iter()
-        .map(|name| {
-            StepKind::parse(name).map_err(|_| StoreError::Corrupt(format!("step {name}")))
-        })
+        .map(|name| StepKind::parse(name).map_err(|_| StoreError::Corrupt(format!("step {name}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let state = text("state")?;
     Ok(ContainmentRequest {
@@ -343,9 +349,12 @@ pub async fn reset_unfinished_steps(
     tx: &mut Transaction<'static, Any>,
     id: &str,
 ) -> Result<(), StoreError> {
+    // The reporting steps run again too, so that the thread and the ticket
+    // get the outcome of the retry, not only that of the first run.
     sqlx::query(
         "UPDATE steps SET status = 'pending', error = NULL \
-         WHERE request_id = $1 AND status IN ('failed', 'skipped', 'running')",
+         WHERE request_id = $1 AND (status IN ('failed', 'skipped', 'running') \
+         OR name IN ('teams_notice', 'notify_owner', 'servicenow_summary'))",
     )
     .bind(id)
     .execute(&mut **tx)
