@@ -62,6 +62,10 @@ pub enum GraphError {
     /// The configured base URL cannot address Graph; nothing was sent.
     #[error("{reason}")]
     Config { reason: String },
+    /// The access token does not say which permissions it carries, so
+    /// `config check` cannot tell what a step would lack.
+    #[error("granted permissions unknown; {reason}")]
+    RolesUnreadable { reason: String },
 }
 
 impl GraphError {
@@ -74,7 +78,8 @@ impl GraphError {
             Self::Token { source } => source.status(),
             Self::Transport { .. }
             | Self::UnsupportedMethod { .. }
-            | Self::Config { .. } => None,
+            | Self::Config { .. }
+            | Self::RolesUnreadable { .. } => None,
         }
     }
 
@@ -110,7 +115,8 @@ impl GraphError {
             } => Some(client_request_id),
             Self::Token { .. }
             | Self::UnsupportedMethod { .. }
-            | Self::Config { .. } => None,
+            | Self::Config { .. }
+            | Self::RolesUnreadable { .. } => None,
         }
     }
 
@@ -123,7 +129,8 @@ impl GraphError {
             Self::Token { source } => source.is_transient(),
             Self::Decode { .. }
             | Self::UnsupportedMethod { .. }
-            | Self::Config { .. } => false,
+            | Self::Config { .. }
+            | Self::RolesUnreadable { .. } => false,
         }
     }
 }

@@ -12,6 +12,7 @@
 mod call;
 mod error;
 mod model;
+pub mod permissions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +243,15 @@ impl GraphClient {
         self.endpoint(&[])?;
         let token = self.inner.tokens.token().await;
         token.map(drop).map_err(|source| GraphError::Token { source })
+    }
+
+    /// The application permissions granted to the app, as the `roles`
+    /// claim of its current access token lists them, for `config check`.
+    pub async fn granted_roles(&self) -> Result<Vec<String>, GraphError> {
+        let token = self.inner.tokens.token().await;
+        let token = token.map_err(|source| GraphError::Token { source })?;
+        permissions::token_roles(token.secret())
+            .map_err(|reason| GraphError::RolesUnreadable { reason })
     }
 
     /// `base_url` with `segments` appended, each percent-encoded, so that

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -453,12 +453,73 @@ fn json_object(body: &Bytes) -> Result<Map<String, Value>, SimError> {
 
 async fn require_token(State(sim): State<GraphSim>, request: Request, next: Next) -> Response {
     let message = match sim.inner.login.check(request.headers(), Audience::Graph) {
-        TokenCheck::Valid => return next.run(request).await,
+        TokenCheck::Valid => {
+            let needed = permission_for(request.method(), request.uri().path());
+            if let Err(refusal) = sim.permitted(request.headers(), needed) {
+                return refusal.into_response();
+            }
+            return next.run(request).await;
+        }
         TokenCheck::Missing => "Access token is empty.",
         TokenCheck::Expired => "Lifetime validation failed, the token is expired.",
         TokenCheck::Invalid => "Access token validation failure. Invalid audience.",
     };
     SimError::new(401, "InvalidAuthenticationToken", message).into_response()
+}
+
+/// The application permissions of which a call needs any one, by method
+/// and path; `PATCH /users/{id}` is decided by its body, in its handler.
+fn permission_for(method: &Method, path: &str) -> &'static [&'static str] {
+    let user_read: &[&str] = &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All"];
+    if path.starts_with("/roleManagement/") {
+        return &[
+            "RoleManagement.Read.Directory",
+            "RoleManagement.Read.All",
+            "RoleManagement.ReadWrite.Directory",
+            "Directory.Read.All",
+        ];
+    }
+    if path.ends_with("/checkMemberGroups") {
+        return &["GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"];
+    }
+    if path.ends_with("/revokeSignInSessions") {
+        return &["User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"];
+    }
+    if path.contains("/authentication/") {
+        return match *method {
+            Method::GET => &[
+                "UserAuthenticationMethod.Read.All",
+                "UserAuthenticationMethod.ReadWrite.All",
+            ],
+            _ => &["UserAuthenticationMethod.ReadWrite.All"],
+        };
+    }
+    match *method {
+        Method::GET => user_read,
+        _ => &[],
+    }
+}
+
+impl GraphSim {
+    /// Refuses, as Graph does, a caller whose token holds none of
+    /// `any_of`; an empty list needs nothing.
+    fn permitted(&self, headers: &HeaderMap, any_of: &[&str]) -> Result<(), SimError> {
+        if any_of.is_empty() {
+            return Ok(());
+        }
+        let roles = self.inner.login.roles(headers, Audience::Graph).unwrap_or_default();
+        let held = any_of
+            .iter()
+            .any(|needed| roles.iter().any(|r| r.eq_ignore_ascii_case(needed)));
+        if held {
+            return Ok(());
+        }
+        Err(SimError::new(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ))
+    }
 }
 
 async fn unknown_segment(request: Request) -> SimError {
@@ -550,8 +611,16 @@ fn group_ids(object: &Map<String, Value>) -> Result<Vec<String>, SimError> {
     Ok(ids)
 }
 
-async fn patch_user(State(sim): State<GraphSim>, Path(key): Path<String>, body: Bytes) -> Answer {
+async fn patch_user(
+    State(sim): State<GraphSim>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let changes = UserPatch::parse(&json_object(&body)?)?;
+    for needed in changes.permissions() {
+        sim.permitted(&headers, needed)?;
+    }
     let mut directory = sim.directory();
     let user = directory.user_mut(&key)?;
     changes.apply(user);
@@ -584,6 +653,26 @@ impl UserPatch {
             }
         }
         Ok(patch)
+    }
+
+    /// Graph's least-privileged permissions for this change: each entry
+    /// is a set of which one is needed.
+    fn permissions(&self) -> Vec<&'static [&'static str]> {
+        let mut needed: Vec<&'static [&'static str]> = Vec::new();
+        if self.account_enabled.is_some() {
+            needed.push(&["User.EnableDisableAccount.All", "User.ReadWrite.All"]);
+            needed.push(&["User.Read.All", "User.ReadWrite.All"]);
+        }
+        if self.force_change_password.is_some() || self.password_set {
+            needed.push(&["User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"]);
+        }
+        let other = self.department.is_some()
+            || self.job_title.is_some()
+            || self.display_name.is_some();
+        if other {
+            needed.push(&["User.ReadWrite.All"]);
+        }
+        needed
     }
 
     fn password_profile(&mut self, value: &Value) -> Result<(), SimError> {

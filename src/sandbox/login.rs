@@ -7,13 +7,21 @@
 //! the other way round. Tokens can be expired or forgotten at will, to drive
 //! a client through its refresh-on-401 path.
 //!
-//! Real tokens are signed JWTs; these are random strings, which is enough
-//! for Cordon since it never looks inside the tokens it is given.
+//! Tokens have the shape of Entra's app-only access tokens: a JWT whose
+//! payload carries `aud`, `iss`, `tid`, `appid`, the lifetime and, for
+//! Graph, a `roles` claim listing the application permissions granted to
+//! the Graph app ([`GRANTED_GRAPH_ROLES`] unless a test changes them with
+//! [`LoginSim::set_graph_roles`]). The signature part is random: nothing
+//! verifies it, and the simulators look tokens up in their own table.
+//! `cordon config check` reads the `roles` claim, and the Graph simulator
+//! refuses (403) a call whose permission the token lacks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::from_fn_with_state;
@@ -29,6 +37,18 @@ use super::wiretap::{observe, Dialect, Fault, RecordedCall, SimError, Wiretap};
 
 /// How long issued tokens live, in seconds, as Entra answers.
 const LIFETIME_SECS: i64 = 3599;
+
+/// The application permissions the sandbox's Graph app holds by default:
+/// every one a Cordon runbook step or policy check can use.
+pub const GRANTED_GRAPH_ROLES: &[&str] = &[
+    "User.Read.All",
+    "GroupMember.Read.All",
+    "User.EnableDisableAccount.All",
+    "User.RevokeSessions.All",
+    "User-PasswordProfile.ReadWrite.All",
+    "UserAuthenticationMethod.ReadWrite.All",
+    "RoleManagement.Read.Directory",
+];
 
 /// Which service a token was issued for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +99,8 @@ pub enum TokenCheck {
 struct IssuedToken {
     audience: Audience,
     expires_at: DateTime<Utc>,
+    /// The `roles` claim: application permissions granted when issued.
+    roles: Vec<String>,
 }
 
 /// The simulated token endpoint; cheap to clone.
@@ -91,6 +113,7 @@ pub struct LoginSim {
 struct LoginState {
     tokens: Mutex<HashMap<String, IssuedToken>>,
     issued: Mutex<HashMap<&'static str, usize>>,
+    graph_roles: Mutex<Vec<String>>,
     tap: Arc<Wiretap>,
 }
 
@@ -100,6 +123,9 @@ impl LoginSim {
             inner: Arc::new(LoginState {
                 tokens: Mutex::default(),
                 issued: Mutex::default(),
+                graph_roles: Mutex::new(
+                    GRANTED_GRAPH_ROLES.iter().map(|r| r.to_string()).collect(),
+                ),
                 tap: Wiretap::new(Dialect::Login),
             }),
         }
@@ -123,18 +149,39 @@ impl LoginSim {
         self.inner.tokens.lock().expect("token table").clear();
     }
 
+    /// Sets the application permissions that Graph tokens issued from now
+    /// on carry in their `roles` claim (and that the Graph simulator then
+    /// honours); tokens already issued keep theirs.
+    pub fn set_graph_roles(&self, roles: &[&str]) {
+        let roles = roles.iter().map(|r| r.to_string()).collect();
+        *self.inner.graph_roles.lock().expect("graph roles") = roles;
+    }
+
+    /// Withdraws one application permission from the Graph app, as an
+    /// administrator removing its consent would, and forgets the tokens
+    /// issued so far so that the next call gets a token without it.
+    pub fn withdraw_graph_role(&self, role: &str) {
+        self.inner
+            .graph_roles
+            .lock()
+            .expect("graph roles")
+            .retain(|r| !r.eq_ignore_ascii_case(role));
+        self.revoke_all();
+    }
+
     /// Issues a token directly, without the HTTP round trip, for tests
     /// that exercise another simulator.
     pub fn mint(&self, audience: Audience) -> String {
-        let token: String = rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(48)
-            .map(char::from)
-            .collect();
-        let token = format!("sbx.{token}");
+        let roles = match audience {
+            Audience::Graph => self.inner.graph_roles.lock().expect("graph roles").clone(),
+            Audience::BotFramework => Vec::new(),
+        };
+        let expires_at = Utc::now() + Duration::seconds(LIFETIME_SECS);
+        let token = jwt_shaped(audience, &roles, expires_at);
         let issued = IssuedToken {
             audience,
-            expires_at: Utc::now() + Duration::seconds(LIFETIME_SECS),
+            expires_at,
+            roles,
         };
         self.inner
             .tokens
@@ -165,6 +212,16 @@ impl LoginSim {
         }
     }
 
+    /// The `roles` of the valid token in `headers` for `audience`, or
+    /// `None` when the token is not valid for it.
+    pub fn roles(&self, headers: &HeaderMap, audience: Audience) -> Option<Vec<String>> {
+        let token = bearer(headers)?;
+        let tokens = self.inner.tokens.lock().expect("token table");
+        let issued = tokens.get(token)?;
+        let live = issued.audience == audience && issued.expires_at > Utc::now();
+        live.then(|| issued.roles.clone())
+    }
+
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.inner.tap.calls()
     }
@@ -183,6 +240,38 @@ impl LoginSim {
             .layer(from_fn_with_state(self.inner.tap.clone(), observe))
             .with_state(self.clone())
     }
+}
+
+/// A token in the form of an Entra app-only access token; the signature
+/// is random bytes, since only this simulator's table decides validity.
+fn jwt_shaped(audience: Audience, roles: &[String], expires_at: DateTime<Utc>) -> String {
+    let (aud, appid) = match audience {
+        Audience::BotFramework => ("https://api.botframework.com", ids::BOT_APP_ID),
+        Audience::Graph => ("https://graph.microsoft.com", ids::GRAPH_CLIENT_ID),
+    };
+    let now = Utc::now().timestamp();
+    let mut claims = json!({
+        "aud": aud,
+        "iss": format!("https://sts.windows.net/{}/", ids::TENANT_ID),
+        "tid": ids::TENANT_ID,
+        "appid": appid,
+        "idtyp": "app",
+        "iat": now,
+        "nbf": now,
+        "exp": expires_at.timestamp(),
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    if audience == Audience::Graph {
+        claims["roles"] = json!(roles);
+    }
+    let header = json!({ "typ": "JWT", "alg": "RS256", "kid": "sandbox" });
+    let signature: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    let part = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    format!("{}.{}.{signature}", part(&header), part(&claims))
 }
 
 /// The token in an `Authorization: Bearer` header.
