@@ -76,6 +76,7 @@ impl StepResult {
                 "client_request_id": receipt.client_request_id,
                 "date": receipt.date,
                 "attempts": receipt.attempts,
+                "waited_ms": receipt.waited_ms,
             }),
             error: None,
             detail: Some(detail.to_string()),
@@ -86,7 +87,11 @@ impl StepResult {
         Self {
             status: StepStatus::Failed,
             http_status: error.status().map(|s| s as i64),
-            outside_ids: json!({ "request_id": error.request_id() }),
+            outside_ids: json!({
+                "request_id": error.request_id(),
+                "client_request_id": error.client_request_id(),
+                "code": error.code(),
+            }),
             error: Some(error.to_string()),
             detail: None,
         }
@@ -245,6 +250,36 @@ impl Engine {
             Ok(receipt) => {
                 StepResult::from_receipt(&receipt, "refresh tokens and session cookies revoked")
             }
+            Err(e) if e.may_have_taken_effect() => self.revoke_after_lost_answer(cx, &e).await,
+            Err(e) => StepResult::graph_failure(&e),
+        }
+    }
+
+    /// The revoke's answer was lost (timeout, reset, 504): reads the user
+    /// back and revokes again only if the first one did not take effect,
+    /// so that sessions are revoked once.
+    async fn revoke_after_lost_answer(&self, cx: &StepContext<'_>, lost: &GraphError) -> StepResult {
+        let user_id = &cx.request.target_id;
+        let since = cx.step.started_at.unwrap_or(i64::MAX);
+        match self.graph.get_user(user_id).await {
+            Ok(Some(user)) if sessions_revoked_since(user.sign_in_sessions_valid_from, since) => {
+                return StepResult {
+                    outside_ids: json!({ "client_request_id": lost.client_request_id() }),
+                    ..StepResult::done(
+                        "sessions revoked; the answer was lost and the read-back \
+                         confirmed it, so the revoke was not repeated",
+                    )
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return StepResult::graph_failure(&e),
+        }
+        match self.graph.revoke_sign_in_sessions(user_id).await {
+            Ok(receipt) => StepResult::from_receipt(
+                &receipt,
+                "refresh tokens and session cookies revoked (second try; the \
+                 first had not taken effect)",
+            ),
             Err(e) => StepResult::graph_failure(&e),
         }
     }
@@ -261,9 +296,12 @@ impl Engine {
         // Graph refuses (400) to delete the default method while others
         // remain; such a method is tried again once the rest are gone.
         let mut deferred = Vec::new();
+        // A 404 means the method is gone, which is what the step wants:
+        // a retried delete whose first answer was lost ends that way.
         for method in &removable {
             match self.graph.delete_auth_method(user_id, method).await {
                 Ok(receipt) => receipts.push(receipt.request_id),
+                Err(e) if e.status() == Some(404) => {}
                 Err(e) if e.status() == Some(400) => deferred.push(method),
                 Err(e) => return StepResult::graph_failure(&e),
             }
@@ -271,6 +309,7 @@ impl Engine {
         for method in deferred {
             match self.graph.delete_auth_method(user_id, method).await {
                 Ok(receipt) => receipts.push(receipt.request_id),
+                Err(e) if e.status() == Some(404) => {}
                 Err(e) => return StepResult::graph_failure(&e),
             }
         }
@@ -335,10 +374,10 @@ impl Engine {
             return StepResult::done("no approvals thread to post in");
         };
         let text = notice_text(cx.request, cx.journal);
-        match self.teams.reply(thread, &Activity::message(text)).await {
-            Ok(()) => StepResult::done("notice posted in the approvals thread"),
-            Err(e) => StepResult::failure(e),
-        }
+        // Queued behind the thread's earlier replies, not awaited: the run
+        // does not wait for Teams' rate limits (see teams::channel).
+        self.teams.post(thread, None, Some(Activity::message(text)));
+        StepResult::done("notice queued for the approvals thread")
     }
 
     async fn notify_owner(&self, cx: &StepContext<'_>) -> StepResult {
@@ -352,10 +391,8 @@ impl Engine {
              in the incident.",
             cx.request.target_name, cx.request.target_upn, cx.request.incident_number
         );
-        match self.teams.reply(thread, &Activity::message(text)).await {
-            Ok(()) => StepResult::done("owner notice posted in the approvals thread"),
-            Err(e) => StepResult::failure(e),
-        }
+        self.teams.post(thread, None, Some(Activity::message(text)));
+        StepResult::done("owner notice queued for the approvals thread")
     }
 
     async fn servicenow_summary(&self, cx: &StepContext<'_>) -> StepResult {
@@ -426,6 +463,23 @@ fn notice_text(request: &ContainmentRequest, journal: &[StepRecord]) -> String {
     text
 }
 
+/// ", Graph request-id X" for a step with one Graph call, ", Graph
+/// request-ids X, Y" for one with several (removing methods), or nothing.
+fn graph_request_ids(outside_ids: &Value) -> String {
+    if let Some(id) = outside_ids.get("request_id").and_then(Value::as_str) {
+        return format!(", Graph request-id {id}");
+    }
+    let ids: Vec<&str> = outside_ids
+        .get("request_ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    match ids.as_slice() {
+        [] => String::new(),
+        ids => format!(", Graph request-ids {}", ids.join(", ")),
+    }
+}
+
 /// The ServiceNow summary: each action with its time, outcome and Graph
 /// request id, the token lifetime caveat and the next steps.
 pub fn summary_note(request: &ContainmentRequest, journal: &[StepRecord]) -> String {
@@ -450,12 +504,7 @@ pub fn summary_note(request: &ContainmentRequest, journal: &[StepRecord]) -> Str
             .finished_at
             .map(super::super::teams::view::format_time)
             .unwrap_or_else(|| "-".into());
-        let request_id = step
-            .outside_ids
-            .get("request_id")
-            .and_then(Value::as_str)
-            .map(|id| format!(", Graph request-id {id}"))
-            .unwrap_or_default();
+        let request_id = graph_request_ids(&step.outside_ids);
         let outcome = step
             .error
             .clone()

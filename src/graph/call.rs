@@ -7,6 +7,13 @@
 //! [`RetryPolicy`](crate::retry::RetryPolicy), honouring `Retry-After`; so
 //! are lost connections and timeouts. A 401 drops the cached token and is
 //! retried once with a new one. Nothing else is repeated.
+//!
+//! A request marked not repeat-safe (a session revocation: each one moves
+//! the user's sessions-valid-from time) is not sent again after an answer
+//! that may hide a write that took effect (a 504, a timeout or a
+//! connection lost after sending); the error goes back to the caller,
+//! which reads the user to find out. Throttling, 503 and connection
+//! failures before sending are still retried, since Graph did nothing.
 
 use reqwest::header::{HeaderMap, DATE};
 use reqwest::Method;
@@ -25,6 +32,8 @@ pub(super) struct GraphRequest {
     pub method: Method,
     pub url: Url,
     pub json: Option<serde_json::Value>,
+    /// Whether sending it twice has the effect of sending it once.
+    pub repeat_safe: bool,
 }
 
 /// A successful answer and its receipt.
@@ -77,12 +86,16 @@ impl GraphClient {
                         continue;
                     }
                     Ok((reply, _)) => {
+                        crate::metrics::graph_answer(reply.status);
                         let wait = retry_after(&reply.headers);
                         (api_error(reply, &progress), wait)
                     }
                     Err(error) => (error, None),
                 };
             if !failure.is_transient() {
+                return Err(failure);
+            }
+            if !request.repeat_safe && failure.may_have_taken_effect() {
                 return Err(failure);
             }
             self.pause(&mut progress, failure, asked_wait).await?;
@@ -102,6 +115,7 @@ impl GraphClient {
         let Some(delay) = delay else {
             return Err(failure);
         };
+        crate::metrics::graph_retry(failure.status());
         warn!(
             status = failure.status(),
             attempt = progress.attempts,
@@ -164,6 +178,7 @@ fn answer(reply: Reply, progress: &Progress) -> GraphAnswer {
         client_request_id: progress.client_request_id.clone(),
         date: header(&reply.headers, DATE),
         attempts: progress.attempts,
+        waited_ms: progress.waited.as_millis() as u64,
     };
     GraphAnswer {
         body: reply.body,

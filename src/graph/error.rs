@@ -120,6 +120,18 @@ impl GraphError {
         }
     }
 
+    /// Whether Graph may have applied the request although no success
+    /// came back: a gateway timeout (504), a timeout of our own, or a
+    /// connection lost after the request went out. A refused connection
+    /// or a 429/503 answer means Graph did nothing.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status == 504,
+            Self::Transport { source, .. } => !source.is_connect(),
+            _ => false,
+        }
+    }
+
     /// Whether the same call may succeed later: throttling, an unavailable
     /// gateway, a lost connection or an unreachable token endpoint.
     pub fn is_transient(&self) -> bool {

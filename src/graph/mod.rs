@@ -174,13 +174,20 @@ impl GraphClient {
 
     /// Invalidates the user's refresh tokens and session cookies. Access
     /// tokens already issued stay valid until they expire, except at
-    /// services that evaluate access continuously.
+    /// services that evaluate access continuously. After an answer that
+    /// may hide a revocation that took effect (see
+    /// [`GraphError::may_have_taken_effect`]) it is not sent again: the
+    /// caller reads the user back to find out.
     pub async fn revoke_sign_in_sessions(
         &self,
         user_id: &str,
     ) -> Result<GraphReceipt, GraphError> {
         let url = self.endpoint(&["users", user_id, "revokeSignInSessions"])?;
-        let answer = self.call(GraphRequest::post(url, None)).await?;
+        let request = GraphRequest {
+            repeat_safe: false,
+            ..GraphRequest::post(url, None)
+        };
+        let answer = self.call(request).await?;
         if refused_revocation(&answer.body) {
             return Err(GraphError::Api {
                 status: answer.receipt.status,
@@ -234,6 +241,7 @@ impl GraphClient {
             method: Method::DELETE,
             url,
             json: None,
+            repeat_safe: true,
         };
         Ok(self.call(request).await?.receipt)
     }
@@ -294,6 +302,7 @@ impl GraphRequest {
             method: Method::GET,
             url,
             json: None,
+            repeat_safe: true,
         }
     }
 
@@ -302,14 +311,17 @@ impl GraphRequest {
             method: Method::POST,
             url,
             json,
+            repeat_safe: true,
         }
     }
 
+    /// A PATCH sets absolute values, so a repeat changes nothing more.
     fn patch(url: Url, json: serde_json::Value) -> Self {
         Self {
             method: Method::PATCH,
             url,
             json: Some(json),
+            repeat_safe: true,
         }
     }
 }

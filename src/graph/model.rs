@@ -45,6 +45,10 @@ pub struct GraphReceipt {
     pub date: Option<String>,
     /// HTTP attempts made, the successful one included.
     pub attempts: u32,
+    /// Time spent waiting between attempts, in milliseconds: what
+    /// `Retry-After` asked for, or the backoff.
+    #[serde(default)]
+    pub waited_ms: u64,
 }
 
 /// One registered authentication method of a user.
@@ -150,6 +154,7 @@ mod tests {
             client_request_id: "c".into(),
             date: Some("Tue, 01 Jul 2025 10:00:00 GMT".into()),
             attempts: 2,
+            waited_ms: 1000,
         };
         let json = serde_json::to_string(&receipt).unwrap();
         assert_eq!(serde_json::from_str::<GraphReceipt>(&json).unwrap(), receipt);
