@@ -97,8 +97,10 @@ impl Engine {
         Ok(card_for(request, &view))
     }
 
-    /// Replaces the thread's card for everyone and posts `reply` under it.
-    /// Chat failures are logged, never raised: the run goes on.
+    /// Replaces the thread's card for everyone and posts `reply` under it,
+    /// through the thread's outbox: this returns without waiting for Teams
+    /// (card updates are coalesced, replies kept in order). Chat failures
+    /// are logged, never raised: the run goes on.
     pub async fn publish(&self, request_id: &str, reply: Option<String>) {
         let request = match self.store.require(request_id).await {
             Ok(request) => request,
@@ -110,19 +112,14 @@ impl Engine {
         let Some(thread) = &request.thread else {
             return;
         };
-        match self.card(&request).await {
-            Ok(card) => {
-                if let Err(e) = self.teams.update_card(thread, card).await {
-                    tracing::warn!(request_id, error = %e, "card update failed");
-                }
+        let card = match self.card(&request).await {
+            Ok(card) => Some(card),
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "cannot render card");
+                None
             }
-            Err(e) => tracing::error!(request_id, error = %e, "cannot render card"),
-        }
-        if let Some(text) = reply {
-            if let Err(e) = self.teams.reply(thread, &Activity::message(text)).await {
-                tracing::warn!(request_id, error = %e, "thread reply failed");
-            }
-        }
+        };
+        self.teams.post(thread, card, reply.map(Activity::message));
     }
 
     /// Tells the requester, where they asked from Teams.

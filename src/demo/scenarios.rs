@@ -22,6 +22,7 @@ pub async fn run_demo() -> anyhow::Result<()> {
         ("ServiceNow webhook, service account", webhook_service_account(&sandbox).await),
     ];
 
+    sandbox.engine.teams.settled().await;
     println!("=== What the channels show ===\n");
     println!("{}", sandbox.tenant.connector().transcript());
     println!("=== Audit trail ===\n");

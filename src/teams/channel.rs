@@ -7,6 +7,21 @@
 //! configured address is the fallback until Teams has spoken. Failures to
 //! post are returned to the caller, who decides whether they matter: a
 //! containment never waits on a chat message.
+//!
+//! What a run tells its thread goes through a per-thread outbox
+//! ([`TeamsChannel::post`]): the caller returns at once, and one delivery
+//! task per thread sends in the background within Teams' rate limits.
+//! Card updates are coalesced (only the latest version of the card is
+//! sent; an older one would be overwritten anyway), while every reply is
+//! kept and sent in the order it was queued. A runbook step therefore
+//! takes as long as its outside calls, not as long as Teams lets the bot
+//! talk. The outbox lives in memory: what is still queued when the
+//! process dies is not sent (the card shows the state on the next update).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use crate::botframework::connector::{ConnectorClient, ConnectorError, ThreadRef};
 use crate::botframework::Activity;
@@ -20,6 +35,86 @@ pub struct TeamsChannel {
     tenant_id: String,
     approvals_channel_id: String,
     fallback_service_url: String,
+    outbox: Outbox,
+}
+
+/// What waits to be sent to one thread.
+struct Pending {
+    thread: ThreadLocation,
+    /// The newest card; a newer one replaces it before it is sent.
+    card: Option<serde_json::Value>,
+    /// Every reply, oldest first.
+    replies: VecDeque<Activity>,
+}
+
+/// The threads with something to send; a thread is in the map exactly
+/// while its delivery task runs.
+#[derive(Clone, Default)]
+struct Outbox {
+    // A std mutex: it is never held across an await.
+    threads: Arc<Mutex<HashMap<String, Pending>>>,
+    drained: Arc<Notify>,
+}
+
+/// One send taken from a thread's queue.
+enum Delivery {
+    Card(ThreadLocation, serde_json::Value),
+    Reply(ThreadLocation, Activity),
+}
+
+impl Outbox {
+    /// Queues a card and/or a reply; true when the thread needs a new
+    /// delivery task.
+    fn queue(
+        &self,
+        thread: &ThreadLocation,
+        card: Option<serde_json::Value>,
+        reply: Option<Activity>,
+    ) -> bool {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = false;
+        let pending = threads
+            .entry(thread.conversation_id.clone())
+            .or_insert_with(|| {
+                started = true;
+                Pending {
+                    thread: thread.clone(),
+                    card: None,
+                    replies: VecDeque::new(),
+                }
+            });
+        if card.is_some() {
+            pending.card = card;
+        }
+        pending.replies.extend(reply);
+        started
+    }
+
+    /// The next send for `key`: the latest card first (readers see the
+    /// current state soonest), then the replies in order. `None` ends the
+    /// delivery task and removes the thread.
+    fn next(&self, key: &str) -> Option<Delivery> {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = threads.get_mut(key)?;
+        if let Some(card) = pending.card.take() {
+            return Some(Delivery::Card(pending.thread.clone(), card));
+        }
+        if let Some(reply) = pending.replies.pop_front() {
+            return Some(Delivery::Reply(pending.thread.clone(), reply));
+        }
+        threads.remove(key);
+        if threads.is_empty() {
+            self.drained.notify_waiters();
+        }
+        None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
 }
 
 /// Keys under which serviceUrls are remembered.
@@ -45,6 +140,58 @@ impl TeamsChannel {
             tenant_id,
             approvals_channel_id,
             fallback_service_url,
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// Queues an update of the thread's card and/or a reply under it, and
+    /// returns without waiting for Teams. Failures are logged by the
+    /// delivery task; they never reach the caller.
+    pub fn post(
+        &self,
+        thread: &ThreadLocation,
+        card: Option<serde_json::Value>,
+        reply: Option<Activity>,
+    ) {
+        if card.is_none() && reply.is_none() {
+            return;
+        }
+        if self.outbox.queue(thread, card, reply) {
+            let channel = self.clone();
+            let key = thread.conversation_id.clone();
+            tokio::spawn(async move { channel.deliver(&key).await });
+        }
+    }
+
+    /// Sends what is queued for one thread until its queue is empty.
+    async fn deliver(&self, key: &str) {
+        while let Some(delivery) = self.outbox.next(key) {
+            let (what, result) = match delivery {
+                Delivery::Card(thread, card) => {
+                    ("card update", self.update_card(&thread, card).await)
+                }
+                Delivery::Reply(thread, reply) => {
+                    ("thread reply", self.reply(&thread, &reply).await)
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(conversation_id = key, error = %e, "{what} failed");
+            }
+        }
+    }
+
+    /// Waits until everything queued with [`TeamsChannel::post`] has been
+    /// sent (or has failed); the demo calls it before it prints the
+    /// channels.
+    pub async fn settled(&self) {
+        loop {
+            let drained = self.outbox.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.outbox.is_empty() {
+                return;
+            }
+            drained.await;
         }
     }
 
@@ -118,11 +265,7 @@ impl TeamsChannel {
     }
 
     /// Answers in the conversation a request came from.
-    pub async fn answer(
-        &self,
-        origin: &Origin,
-        activity: &Activity,
-    ) -> Result<(), ConnectorError> {
+    pub async fn answer(&self, origin: &Origin, activity: &Activity) -> Result<(), ConnectorError> {
         self.connector
             .send_to_conversation(&origin.service_url, &origin.conversation_id, activity)
             .await
