@@ -105,11 +105,12 @@
             affected_user: affectedUpn(incident),
             requested_by: requesterUpn(incident),
             justification: justification(incident),
-            category: String(incident.category || ''),
+            category: String(incident.getValue('category') || ''),
             source: 'servicenow',
             risk: riskOf(incident)
         };
-        if (String(incident.u_security_action) == 'revoke_sessions') {
+        if (incident.isValidField('u_security_action')
+                && incident.getValue('u_security_action') == 'revoke_sessions') {
             payload.security_action = 'revoke_sessions';
         }
         return payload;
@@ -117,23 +118,33 @@
 
     function upnOf(user) {
         var field = gs.getProperty('x_cordon.upn_field', 'email');
-        return user.isValidRecord() ? String(user.getValue(field) || '') : '';
+        if (!user || !user.isValidRecord()) {
+            return '';
+        }
+        return String(user.getValue(field) || '');
     }
 
     // u_affected_user is either a sys_user reference or the UPN itself.
+    // GlideElement has no getValue(); the record's getValue() gives the
+    // stored value (the sys_id for a reference).
     function affectedUpn(incident) {
+        if (!incident.isValidField('u_affected_user')) {
+            return '';
+        }
         var element = incident.u_affected_user;
-        if (element.getReferenceTable && element.getReferenceTable()) {
+        if (element.getReferenceTable() == 'sys_user') {
             return upnOf(element.getRefRecord());
         }
-        return String(element.getValue() || '');
+        return String(incident.getValue('u_affected_user') || '');
     }
 
     // The user who saved the incident; the rule runs later, so the
     // session user may not be them.
     function requesterUpn(incident) {
         var user = new GlideRecord('sys_user');
-        user.get('user_name', String(incident.sys_updated_by));
+        if (!user.get('user_name', incident.getValue('sys_updated_by'))) {
+            return '';
+        }
         return upnOf(user);
     }
 
@@ -150,7 +161,7 @@
 
     // Priority 1 and 2 are high, 3 medium, the rest low.
     function riskOf(incident) {
-        var priority = String(incident.priority);
+        var priority = String(incident.getValue('priority'));
         if (priority == '1' || priority == '2') {
             return 'high';
         }

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use url::Url;
 use uuid::Uuid;
 
-use super::error::{is_retried_status, parse_error_body, GraphError};
+use super::error::{parse_error_body, GraphError};
 use super::{GraphClient, GraphReceipt};
 use crate::oauth::AccessToken;
 use crate::retry::retry_after;

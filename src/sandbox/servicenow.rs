@@ -7,6 +7,11 @@
 //! link. `work_notes` and `comments` are journal fields: a write appends an
 //! entry to the record's journal and the field always reads back as "".
 //!
+//! `GET /api/now/table/sys_journal_field` lists those entries, as an
+//! instance does for a caller with read access to the table, with
+//! `element_id`, `element`, `value`, `sys_created_on` and `sys_created_by`;
+//! `ORDERBYDESCsys_created_on` puts the newest first.
+//!
 //! Encoded queries understand `field=value` and `field!=value` joined by
 //! `^`; any other term is ignored, as an instance does by default, so a
 //! query the simulator cannot read matches more rows, not fewer.
@@ -298,6 +303,9 @@ async fn query_table(
     Path(table): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, SimError> {
+    if table == "sys_journal_field" {
+        return Ok(query_journal(&sim, query.as_deref()));
+    }
     incident_table(&table)?;
     let query = query.as_deref();
     let terms = query_param(query, "sysparm_query").unwrap_or_default();
@@ -327,14 +335,70 @@ async fn query_table(
     Ok(response)
 }
 
+/// The journal entries of every incident as `sys_journal_field` rows.
+fn query_journal(sim: &ServiceNowSim, query: Option<&str>) -> Response {
+    let terms = query_param(query, "sysparm_query").unwrap_or_default();
+    let limit: usize = query_param(query, "sysparm_limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let fields = field_list(query);
+    let instance = sim.instance();
+    let mut rows: Vec<Map<String, Value>> = instance
+        .incidents
+        .iter()
+        .flat_map(|incident| {
+            let sys_id = incident.field("sys_id").to_string();
+            incident.journal.iter().map(move |entry| journal_row(&sys_id, entry))
+        })
+        .filter(|row| matches_terms(|f| row.get(f).and_then(Value::as_str).unwrap_or(""), &terms))
+        .collect();
+    if terms.contains("ORDERBYDESCsys_created_on") {
+        rows.reverse();
+    }
+    let result: Vec<Value> = rows
+        .into_iter()
+        .take(limit)
+        .map(|row| match &fields {
+            Some(fields) => Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|f| row.get(f).map(|v| (f.clone(), v.clone())))
+                    .collect(),
+            ),
+            None => Value::Object(row),
+        })
+        .collect();
+    Json(json!({ "result": result })).into_response()
+}
+
+fn journal_row(sys_id: &str, entry: &JournalEntry) -> Map<String, Value> {
+    let row = json!({
+        "name": "incident",
+        "element_id": sys_id,
+        "element": entry.element,
+        "value": entry.value,
+        "sys_created_on": entry.created_on.format(TIME_FORMAT).to_string(),
+        "sys_created_by": entry.created_by,
+    });
+    match row {
+        Value::Object(row) => row,
+        _ => Map::new(),
+    }
+}
+
 /// Whether a record passes every `field=value` / `field!=value` term.
 fn matches_query(incident: &Incident, query: &str) -> bool {
+    matches_terms(|name| incident.field(name), query)
+}
+
+/// The same, over any record given as a field reader.
+fn matches_terms<'a>(field: impl Fn(&str) -> &'a str, query: &str) -> bool {
     query.split('^').all(|term| {
-        if let Some((field, value)) = term.split_once("!=") {
-            return incident.field(field) != value;
+        if let Some((name, value)) = term.split_once("!=") {
+            return field(name) != value;
         }
         match term.split_once('=') {
-            Some((field, value)) if is_field_name(field) => incident.field(field) == value,
+            Some((name, value)) if is_field_name(name) => field(name) == value,
             // ORDERBY..., operators the simulator does not read: ignored.
             _ => true,
         }

@@ -56,6 +56,17 @@ impl ServiceNowError {
         }
     }
 
+    /// Whether ServiceNow may have applied the request although no success
+    /// came back: a gateway timeout (504), our own timeout, or a
+    /// connection lost after the request went out.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status == 504,
+            Self::Transport(source) => !source.is_connect(),
+            _ => false,
+        }
+    }
+
     /// Whether the same call may succeed later.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -5,10 +5,13 @@
 //! appends work notes. It authenticates with basic auth or an OAuth
 //! client-credentials token from `{instance}/oauth_token.do`. Throttling
 //! (429), 503, 504, lost connections and timeouts are retried with the
-//! shared retry policy. A work note is a journal append: if ServiceNow
-//! applied it but the answer was lost (a 504 or a reset), the retry
-//! appends it a second time; the note then reads twice in the ticket, and
-//! nothing else is affected. Credentials and bodies are never logged.
+//! shared retry policy. A work note is a journal append, so it is not
+//! simply sent again when its answer was lost (a 504, a timeout or a
+//! connection lost after sending): the client first looks for the note in
+//! the incident's `sys_journal_field` entries and only appends it again
+//! when it is not there. Only when that read fails too (for want of read
+//! access to `sys_journal_field`, say) can a note end up twice in the
+//! ticket. Credentials and bodies are never logged.
 
 mod error;
 mod model;
@@ -25,7 +28,7 @@ use url::Url;
 
 use crate::oauth::{AccessToken, ClientCredentials, TokenSource};
 use crate::retry::{retry_after, RetryPolicy};
-use error::{api_error, is_retried_status};
+use error::api_error;
 
 pub use error::ServiceNowError;
 pub use model::{
@@ -83,6 +86,24 @@ struct Request {
     method: Method,
     url: Url,
     json: Option<serde_json::Value>,
+    /// For a work note: the incident and the note, looked for in the
+    /// journal before the request is repeated after a lost answer.
+    appends_note: Option<(String, String)>,
+}
+
+/// How many of an incident's newest work notes are searched for a note
+/// whose answer was lost.
+const RECENT_NOTES: &str = "20";
+
+#[derive(Deserialize)]
+struct JournalList {
+    result: Vec<JournalValue>,
+}
+
+#[derive(Deserialize)]
+struct JournalValue {
+    #[serde(default)]
+    value: String,
 }
 
 /// A successful answer.
@@ -168,7 +189,11 @@ impl ServiceNowClient {
                 reason: format!("update could not be encoded ({e})"),
             }
         })?;
-        let request = Request::new(Method::PATCH, url, Some(body));
+        let mut request = Request::new(Method::PATCH, url, Some(body));
+        request.appends_note = update
+            .work_notes
+            .clone()
+            .map(|note| (sys_id.to_string(), note));
         self.call(request).await.map(drop)
     }
 
@@ -231,6 +256,13 @@ impl ServiceNowClient {
             if !failure.is_transient() {
                 return Err(failure);
             }
+            if failure.may_have_taken_effect() && self.note_landed(&request).await {
+                debug!("the answer was lost but the work note is in the journal");
+                return Ok(Answer {
+                    status: 200,
+                    body: Vec::new(),
+                });
+            }
             let Some(delay) = policy.next_delay(attempts, asked_wait, waited)
             else {
                 return Err(failure);
@@ -283,6 +315,43 @@ impl ServiceNowClient {
         })
     }
 
+    /// Whether the work note `request` appends is already among the
+    /// incident's newest work notes. `false` when the request appends no
+    /// note or the journal cannot be read.
+    async fn note_landed(&self, request: &Request) -> bool {
+        let Some((sys_id, note)) = &request.appends_note else {
+            return false;
+        };
+        match self.recent_work_notes(sys_id).await {
+            Ok(notes) => notes.iter().any(|n| n.trim() == note.trim()),
+            Err(error) => {
+                warn!(%error, "cannot read the journal; the note is sent again");
+                false
+            }
+        }
+    }
+
+    /// The incident's newest work notes, newest first, from
+    /// `sys_journal_field`. Read once, without retries.
+    async fn recent_work_notes(&self, sys_id: &str) -> Result<Vec<String>, ServiceNowError> {
+        let mut url = self.endpoint(&["api", "now", "table", "sys_journal_field"])?;
+        let query = format!("element_id={sys_id}^element=work_notes^ORDERBYDESCsys_created_on");
+        url.query_pairs_mut()
+            .append_pair("sysparm_query", &query)
+            .append_pair("sysparm_fields", "value")
+            .append_pair("sysparm_limit", RECENT_NOTES);
+        let reply = self.attempt(&Request::new(Method::GET, url, None)).await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(api_error(reply.status, &reply.body));
+        }
+        let answer = Answer {
+            status: reply.status,
+            body: reply.body,
+        };
+        let list: JournalList = decode(&answer)?;
+        Ok(list.result.into_iter().map(|entry| entry.value).collect())
+    }
+
     async fn invalidate(&self, token: &AccessToken) {
         if let Some(tokens) = &self.inner.tokens {
             debug!("ServiceNow refused the token; fetching a new one");
@@ -293,7 +362,12 @@ impl ServiceNowClient {
 
 impl Request {
     fn new(method: Method, url: Url, json: Option<serde_json::Value>) -> Self {
-        Self { method, url, json }
+        Self {
+            method,
+            url,
+            json,
+            appends_note: None,
+        }
     }
 }
 
