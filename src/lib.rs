@@ -22,6 +22,10 @@
 //! Every state change is one transaction that appends an [`audit`] event to
 //! a hash chain.
 //!
+//! The operator's view: [`metrics`] counts step latency, retries and
+//! throttling for `/metrics`, the audit chain is checked and exported by
+//! `cordon audit`, and every HTTP request and run has its tracing span.
+//!
 //! Around that core: [`config`] reads and checks the settings, [`startup`]
 //! builds the application (tests start it on port 0), [`retry`] and
 //! [`oauth`] are shared by the outbound clients, [`sandbox`] simulates a
@@ -38,6 +42,7 @@ pub mod demo;
 pub mod graph;
 pub mod http;
 pub mod manifest;
+pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod retry;

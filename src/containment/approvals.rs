@@ -53,6 +53,10 @@ impl Engine {
         let Some(request) = self.store.load(id).await? else {
             return Ok(refused(None, format!("Request {id} does not exist.")));
         };
+        tracing::Span::current()
+            .record("request_id", request.id.as_str())
+            .record("incident", request.incident_number.as_str())
+            .record("target", request.target_upn.as_str());
         if request.state != RequestState::AwaitingApproval {
             let card = self.card(&request).await?;
             let why = format!(
@@ -85,7 +89,8 @@ impl Engine {
                 Decision::Reject => "rejection_recorded",
             },
             json!({ "approver_name": clicker.name, "reason": approval.reason,
-                    "tenant_id": clicker.tenant_id }),
+                    "tenant_id": clicker.tenant_id, "rule": request.rule,
+                    "required_approvals": request.required_approvals }),
         );
         let recorded = self.store.record_decision(&request.id, &approval, &entry).await?;
         let current = self.store.require(&request.id).await?;

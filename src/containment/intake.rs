@@ -170,6 +170,10 @@ impl Engine {
             Inserted::Existing(existing) => return Ok(IntakeOutcome::Existing(existing)),
             Inserted::New(created) => created,
         };
+        tracing::Span::current()
+            .record("request_id", created.id.as_str())
+            .record("incident", created.incident_number.as_str())
+            .record("target", created.target_upn.as_str());
         tracing::info!(
             request_id = %created.id,
             incident = %created.incident_number,

@@ -83,7 +83,12 @@ impl Runner {
             let owner = self.owner.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let span = tracing::info_span!("run", request_id = %claim);
+                let span = tracing::info_span!(
+                    "run",
+                    request_id = %claim,
+                    incident = tracing::field::Empty,
+                    target = tracing::field::Empty,
+                );
                 engine
                     .run_claimed(&claim, &owner, lease)
                     .instrument(span)
@@ -120,6 +125,9 @@ impl Engine {
 
     async fn run_inner(&self, id: &str, owner: &str, lease_ms: i64) -> Result<RunEnd, StoreError> {
         let request = self.store.require(id).await?;
+        tracing::Span::current()
+            .record("incident", request.incident_number.as_str())
+            .record("target", request.target_upn.as_str());
         match request.state {
             RequestState::Approved => {
                 let entry = AuditEntry::new(
@@ -176,7 +184,8 @@ impl Engine {
                 attempt,
                 journal: &journal,
             };
-            let result = self.execute_within_budget(&cx, owner, lease_ms).await;
+            let work = self.execute_within_budget(&cx, owner, lease_ms);
+            let result = crate::metrics::time_step(step.name, attempt, work).await;
             let record = result.into_record(step.seq, step.name, attempt);
             if record.status == StepStatus::Failed && changes_identity(step.name) {
                 failed_identity_step = true;
@@ -353,6 +362,7 @@ impl Engine {
             )
             .await?;
         tracing::info!(request_id = %request.id, state = %state, "run finished");
+        crate::metrics::run_finished(&self.store, request, state).await;
         self.publish(
             &request.id,
             Some(format!("**{}**: {outcome}", state.label())),

@@ -113,6 +113,8 @@ pub struct LoginSim {
 struct LoginState {
     tokens: Mutex<HashMap<String, IssuedToken>>,
     issued: Mutex<HashMap<&'static str, usize>>,
+    /// Every token ever issued, revoked ones included.
+    every_token: Mutex<Vec<String>>,
     graph_roles: Mutex<Vec<String>>,
     tap: Arc<Wiretap>,
 }
@@ -123,6 +125,7 @@ impl LoginSim {
             inner: Arc::new(LoginState {
                 tokens: Mutex::default(),
                 issued: Mutex::default(),
+                every_token: Mutex::default(),
                 graph_roles: Mutex::new(
                     GRANTED_GRAPH_ROLES.iter().map(|r| r.to_string()).collect(),
                 ),
@@ -135,6 +138,12 @@ impl LoginSim {
     pub fn issued_count(&self, scope: &str) -> usize {
         let issued = self.inner.issued.lock().expect("issue counts");
         issued.get(scope).copied().unwrap_or(0)
+    }
+
+    /// Every token issued since the start, revoked and expired ones too,
+    /// for tests that check no token ever reaches a log line.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner.every_token.lock().expect("issued tokens").clone()
     }
 
     /// Makes every token issued so far expired, as if an hour had passed.
@@ -188,6 +197,11 @@ impl LoginSim {
             .lock()
             .expect("token table")
             .insert(token.clone(), issued);
+        self.inner
+            .every_token
+            .lock()
+            .expect("issued tokens")
+            .push(token.clone());
         *self
             .inner
             .issued

@@ -124,6 +124,21 @@ impl Store {
         Ok(())
     }
 
+    /// How many requests are in each state, for the metrics endpoint.
+    pub async fn count_by_state(&self) -> Result<Vec<(RequestState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("state")?;
+                let state = RequestState::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("state = {text}")))?;
+                Ok((state, row.try_get("n")?))
+            })
+            .collect()
+    }
+
     /// Begins a transaction whose first act is appending `entry` to the
     /// audit chain. Taking the chain's head first means the transaction
     /// holds the write lock from the start (SQLite) or the head row lock

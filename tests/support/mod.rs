@@ -36,3 +36,21 @@ pub async fn postgres_store() -> Option<Store> {
     let url = postgres_database().await?;
     Some(Store::connect(&url).await.unwrap())
 }
+
+/// Drops the triggers that keep `audit_events` append-only, as an attacker
+/// with owner rights on the database could, so that a test can tamper.
+pub async fn allow_audit_tampering(store: &Store) {
+    let statements: &[&str] = match store.backend() {
+        cordon::store::Backend::Sqlite => &[
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_no_delete",
+        ],
+        cordon::store::Backend::Postgres => &[
+            "DROP TRIGGER audit_events_no_update_or_delete ON audit_events",
+            "DROP TRIGGER audit_events_no_truncate ON audit_events",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+}
