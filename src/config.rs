@@ -160,11 +160,66 @@ pub struct ServiceNowConfig {
     pub incident_link: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default)]
     pub tokens: Vec<ApiToken>,
+    /// Proposals (`POST /api/v1/containments`) each token may make per
+    /// minute, on average; the excess is answered 429.
+    #[serde(default = "default_rate_limit_per_minute")]
+    pub rate_limit_per_minute: u32,
+    /// Proposals a token may make at once, above the average, before the
+    /// per-minute rate applies.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            rate_limit_per_minute: default_rate_limit_per_minute(),
+            rate_limit_burst: default_rate_limit_burst(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Token names identify the requesting system and key its rate limit,
+    /// so each must be unique; an empty token would match nothing.
+    fn validate(&self) -> Result<(), String> {
+        use secrecy::ExposeSecret;
+        if self.rate_limit_per_minute == 0 || self.rate_limit_burst == 0 {
+            return Err(
+                "api.rate_limit_per_minute and api.rate_limit_burst must be \
+                 at least 1"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, token) in self.tokens.iter().enumerate() {
+            let name = token.name(index);
+            if name.trim().is_empty() {
+                return Err(format!("api.tokens[{index}]: the name is empty"));
+            }
+            if token.secret().expose_secret().trim().is_empty() {
+                return Err(format!("api.tokens[{index}] ({name}): the token is empty"));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("api.tokens: the name '{name}' is used twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_rate_limit_per_minute() -> u32 {
+    60
+}
+
+fn default_rate_limit_burst() -> u32 {
+    20
 }
 
 /// A bearer token for `/api/v1`, written either as a bare string or as
@@ -326,6 +381,7 @@ impl Config {
         if self.runner.max_step_attempts < 1 {
             return invalid("runner.max_step_attempts must be at least 1");
         }
+        self.api.validate().map_err(ConfigError::Invalid)?;
         self.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("policy: {e}")))

@@ -10,7 +10,10 @@ pub mod api;
 pub mod error;
 pub mod health;
 pub mod messages;
+pub mod openapi;
 pub mod proposal;
+pub mod rate_limit;
+pub mod schema;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -29,12 +32,19 @@ pub struct AppState {
     pub replay: Arc<ReplayGuard>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// Every route, before state and layers: the one route table that both
+/// serves and is checked against the OpenAPI document.
+pub fn routes(api_settings: &crate::config::ApiConfig) -> Router<AppState> {
     Router::new()
         .merge(messages::router())
         .merge(webhook::router())
-        .merge(api::router())
+        .merge(api::router(api_settings))
+        .merge(openapi::router())
         .merge(health::router())
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    routes(&state.engine.config.api)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {

@@ -7,28 +7,72 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::containment::intake::{IntakeError, IntakeOutcome, Proposal};
-use crate::containment::model::Requester;
+use crate::containment::model::{ContainmentRequest, Requester};
 use crate::policy::{RequestKind, Risk, Source};
 
 use super::error::ApiError;
+use super::schema::ProposalAnswer;
 use super::AppState;
 
 /// The body, as sent. Every field is optional here so that a missing one
-/// is answered by name rather than by a serde message.
-#[derive(Debug, Default, Deserialize)]
+/// is answered by name rather than by a serde message; the schema says
+/// which ones a valid body must have.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "number": "INC0010001",
+    "affected_user": "alice@contoso.com",
+    "requested_by": "sam@contoso.com",
+    "justification": "impossible travel and a new inbox rule",
+    "source": "siem",
+    "risk": "high"
+}))]
 pub struct ProposalBody {
+    /// The ServiceNow incident, e.g. `INC0012345`.
+    #[schema(value_type = String, required = true, min_length = 1,
+             max_length = 2000, pattern = r"\S")]
     pub number: Option<String>,
+    /// The UPN of the account to contain.
+    #[schema(value_type = String, required = true, min_length = 1,
+             max_length = 2000, pattern = r"\S")]
     pub affected_user: Option<String>,
+    /// The UPN of the person on whose behalf the system asks; must exist
+    /// in Entra ID.
+    #[schema(value_type = String, required = true, min_length = 1,
+             max_length = 2000, pattern = r"\S")]
     pub requested_by: Option<String>,
+    /// Why, in a sentence; shown to the approvers.
+    #[schema(value_type = String, required = true, min_length = 1,
+             max_length = 2000, pattern = r"\S")]
     pub justification: Option<String>,
+    /// The incident's ServiceNow sys_id; Cordon looks the incident up by
+    /// number and does not rely on it.
+    #[schema(max_length = 2000)]
     pub sys_id: Option<String>,
+    /// The incident category as the sender sees it; policy checks the
+    /// category recorded in ServiceNow, not this one.
+    #[schema(max_length = 2000)]
     pub category: Option<String>,
+    /// Who decided to ask: `siem` marks a detection rule, and only such
+    /// requests can be approved by the auto-approve rule; any other label
+    /// (`manual`, ...) leaves the route's own source.
+    #[schema(max_length = 2000)]
     pub source: Option<String>,
+    #[schema(value_type = Option<Risk>)]
     pub risk: Option<String>,
+    /// `revoke_sessions` when present.
+    #[schema(value_type = Option<SecurityAction>)]
     pub security_action: Option<String>,
+}
+
+/// The only security action a proposal may name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityAction {
+    RevokeSessions,
 }
 
 /// A body that passed validation.
@@ -42,41 +86,45 @@ pub struct ValidProposal {
     pub risk: Option<Risk>,
 }
 
+/// The longest text accepted in any field, in characters.
 const MAX_FIELD: usize = 2_000;
 
 /// Reads the body, answering 413 in JSON when it is over the limit.
-pub fn body_bytes(body: Result<Bytes, BytesRejection>, state: &AppState) -> Result<Bytes, ApiError> {
+pub fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::TooLarge(state.engine.config.server.max_body_bytes)
         }
-        _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
+        _ => ApiError::BadRequest("the body could not be read".into()),
     })
 }
 
 /// Parses and validates; the error names the field at fault.
 pub fn parse(body: &[u8]) -> Result<ValidProposal, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
-    }
-    let body: ProposalBody = serde_json::from_value(value).map_err(|e| {
-        ApiError::BadRequest(format!("a field has the wrong type: {e}"))
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body is not valid JSON; error at line {} column {}",
+            e.line(),
+            e.column()
+        ))
     })?;
-    let required = |name: &str, value: Option<String>| {
-        let value = value.unwrap_or_default();
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(ApiError::BadRequest(format!("field `{name}` is required")));
-        }
-        if value.len() > MAX_FIELD {
-            return Err(ApiError::BadRequest(format!(
-                "field `{name}` is longer than {MAX_FIELD} characters"
-            )));
-        }
-        Ok(value.to_string())
-    };
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let body: ProposalBody = serde_path_to_error::deserialize(value)
+        .map_err(|e| ApiError::BadRequest(format!("field `{}` must be a string", e.path())))?;
+    for (name, value) in [
+        ("sys_id", &body.sys_id),
+        ("category", &body.category),
+        ("source", &body.source),
+    ] {
+        check_length(name, value.as_deref().unwrap_or_default())?;
+    }
     // Only `siem` changes anything (the auto-approve rule looks at it);
     // any other label, such as `manual`, leaves the route's own source.
     let source = body
@@ -85,11 +133,11 @@ pub fn parse(body: &[u8]) -> Result<ValidProposal, ApiError> {
         .filter(|text| text.trim().eq_ignore_ascii_case("siem"))
         .map(|_| Source::Siem);
     let risk = match body.risk.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(parse_enum::<Risk>("risk", text)?),
+        None => None,
+        Some(text) => Some(exact::<Risk>("risk", text, Risk::ALL)?),
     };
     if let Some(action) = body.security_action.as_deref() {
-        if !action.is_empty() && action != "revoke_sessions" {
+        if action != "revoke_sessions" {
             return Err(ApiError::BadRequest(
                 "field `security_action` must be `revoke_sessions` when present".into(),
             ));
@@ -105,10 +153,43 @@ pub fn parse(body: &[u8]) -> Result<ValidProposal, ApiError> {
     })
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, ApiError> {
-    serde_json::from_value(Value::String(text.to_lowercase())).map_err(|_| {
-        ApiError::BadRequest(format!("field `{field}` has an unknown value `{text}`"))
-    })
+/// A required text: present, not only blanks, not too long; trimmed.
+fn required(name: &str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.unwrap_or_default();
+    check_length(name, &value)?;
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::BadRequest(format!("field `{name}` is required")));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn check_length(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().count() > MAX_FIELD {
+        return Err(ApiError::BadRequest(format!(
+            "field `{name}` is longer than {MAX_FIELD} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// One of a vocabulary's words, exactly as the schema lists it.
+fn exact<T: Copy + std::fmt::Display>(
+    field: &str,
+    text: &str,
+    values: &[T],
+) -> Result<T, ApiError> {
+    values
+        .iter()
+        .copied()
+        .find(|value| value.to_string() == text)
+        .ok_or_else(|| {
+            let expected: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+            ApiError::BadRequest(format!(
+                "field `{field}` has an unknown value; expected one of {}",
+                expected.join(", ")
+            ))
+        })
 }
 
 /// Resolves the requester, submits, and answers 202, 200 or 422.
@@ -136,7 +217,10 @@ pub async fn submit(
                 ),
             })
         }
-        Err(e) => return Err(ApiError::Upstream(format!("Entra ID lookup failed: {e}"))),
+        Err(e) => {
+            tracing::warn!(error = %e, "requester lookup failed");
+            return Err(ApiError::Upstream("Entra ID did not answer".into()));
+        }
     };
     let submitted = Proposal {
         kind: RequestKind::Containment,
@@ -149,21 +233,29 @@ pub async fn submit(
         origin: None,
     };
     match engine.propose(submitted).await {
-        Ok(IntakeOutcome::Created(request)) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "request_id": request.id, "state": request.state.as_str() })),
-        )
-            .into_response()),
-        Ok(IntakeOutcome::Existing(request)) => Ok((
-            StatusCode::OK,
-            Json(json!({ "request_id": request.id, "state": request.state.as_str() })),
-        )
-            .into_response()),
+        Ok(IntakeOutcome::Created(request)) => Ok(answer(StatusCode::ACCEPTED, &request)),
+        Ok(IntakeOutcome::Existing(request)) => Ok(answer(StatusCode::OK, &request)),
         Ok(IntakeOutcome::Refused(refusal)) => Err(ApiError::Refused {
             rule: refusal.rule,
-            reason: refusal.reason,
+            reason: match refusal.hint {
+                Some(hint) => format!("{}; {hint}", refusal.reason),
+                None => refusal.reason,
+            },
         }),
         Err(IntakeError::Store(e)) => Err(e.into()),
-        Err(e) => Err(ApiError::Upstream(e.to_string())),
+        Err(e) => {
+            tracing::warn!(error = %e, "intake could not reach an outside system");
+            Err(ApiError::Upstream(
+                "Entra ID or ServiceNow did not answer; nothing was stored".into(),
+            ))
+        }
     }
+}
+
+fn answer(status: StatusCode, request: &ContainmentRequest) -> Response {
+    let body = ProposalAnswer {
+        request_id: request.id.clone(),
+        state: request.state,
+    };
+    (status, Json(body)).into_response()
 }
