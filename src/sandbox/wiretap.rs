@@ -351,6 +351,15 @@ pub(crate) async fn observe(
     let request = Request::from_parts(parts, Body::from(bytes));
     let answer = match fault {
         None => Some(next.run(request).await),
+        // Recorded as soon as the call took effect, so that a test sees it
+        // even when the caller dies while the answer is held back.
+        Some(FaultKind::AnswerLate(wait)) => {
+            let served = finish(tap.dialect, next.run(request).await, &ids);
+            call.status = Some(served.status().as_u16());
+            tap.record(call);
+            tokio::time::sleep(wait).await;
+            return served;
+        }
         Some(kind) => play(tap.dialect, kind, request, next).await,
     };
 
@@ -389,11 +398,8 @@ async fn play(
             Some(next.run(request).await)
         }
         FaultKind::Reset => reset(&request),
-        FaultKind::AnswerLate(wait) => {
-            let served = next.run(request).await;
-            tokio::time::sleep(wait).await;
-            Some(served)
-        }
+        // Played by `observe`, which records the call before holding it.
+        FaultKind::AnswerLate(_) => Some(next.run(request).await),
         FaultKind::AfterEffect { status } => {
             let _served = next.run(request).await;
             Some(SimError::new(status, default_code(status), default_message(status)).into_response())
