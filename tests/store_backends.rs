@@ -160,6 +160,50 @@ async fn the_audit_chain_verifies_and_detects_tampering(store: Store) {
     );
 }
 
+/// Every (state, transition) pair the state machine refuses is refused by
+/// the store too, changes nothing and appends no audit event.
+async fn every_illegal_transition_is_refused_and_leaves_no_trace(store: Store) {
+    const TRANSITIONS: [Transition; 8] = [
+        Transition::Approve,
+        Transition::Reject,
+        Transition::Expire,
+        Transition::Start,
+        Transition::Succeed,
+        Transition::SucceedPartially,
+        Transition::Fail,
+        Transition::Retry,
+    ];
+    let r = request("dave@contoso.com", "INC6", 1);
+    store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
+    let mut refused = 0;
+    for state in RequestState::ALL {
+        sqlx::query("UPDATE requests SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
+            .bind(&r.id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for transition in TRANSITIONS {
+            if state.apply(RequestKind::Containment, transition).is_ok() {
+                continue;
+            }
+            let before = store.audit_events(None).await.unwrap().len();
+            let answer = store
+                .transition(&r.id, state, transition, Some("x"), &entry(&r.id, "x"))
+                .await;
+            assert!(
+                matches!(answer, Err(StoreError::Illegal(_))),
+                "{state} by {transition:?}: {answer:?}"
+            );
+            let now = store.require(&r.id).await.unwrap();
+            assert_eq!(now.state, state, "{state} by {transition:?}");
+            assert_eq!(store.audit_events(None).await.unwrap().len(), before);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 9 * 8 - 9, "all but the nine legal moves");
+}
+
 async fn resent_activities_are_seen_once(store: Store) {
     assert!(store.first_sighting("conv|1").await.unwrap());
     assert!(!store.first_sighting("conv|1").await.unwrap());
@@ -198,4 +242,5 @@ on_both_backends!(
     leases_are_held_by_one_owner,
     the_audit_chain_verifies_and_detects_tampering,
     resent_activities_are_seen_once,
+    every_illegal_transition_is_refused_and_leaves_no_trace,
 );
