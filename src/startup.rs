@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::botframework::auth::{AuthSettings, BotAuthenticator};
 use crate::botframework::connector::{ConnectorClient, ConnectorSettings};
+use crate::botframework::throttle::ThreadLimits;
 use crate::config::Config;
 use crate::containment::runner::Runner;
 use crate::containment::Engine;
@@ -25,10 +26,13 @@ use crate::store::Store;
 use crate::teams::channel::TeamsChannel;
 
 /// Timing knobs that tests and the sandbox turn down.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Timing {
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    /// The per-thread send limits kept towards Teams; benchmarks of the
+    /// engine lift them to measure the engine rather than Teams' quotas.
+    pub thread_limits: ThreadLimits,
 }
 
 impl Default for Timing {
@@ -36,6 +40,7 @@ impl Default for Timing {
         Self {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
+            thread_limits: ThreadLimits::teams(),
         }
     }
 }
@@ -149,7 +154,8 @@ fn engine(config: &Arc<Config>, store: Store, http: reqwest::Client, timing: Tim
             timeout: timing.timeout,
         },
         http,
-    );
+    )
+    .with_thread_limits(timing.thread_limits);
     let teams = TeamsChannel::new(
         connector,
         store.clone(),

@@ -67,6 +67,7 @@ impl Sandbox {
         let timing = Timing {
             retry: crate::retry::RetryPolicy::fast(),
             timeout: Duration::from_secs(5),
+            ..Timing::default()
         };
         let app = Application::build_with(config, timing).await?;
         let base_url = format!("http://{}", app.local_addr());
