@@ -69,7 +69,8 @@ impl Engine {
             return Ok(refused(Some(card), why));
         }
         if let Some(why) = self.approver_refusal(&request, clicker).await? {
-            self.audit_refusal(&request, clicker, &why.0, &why.1).await?;
+            self.audit_refusal(&request, clicker, &why.0, &why.1)
+                .await?;
             return Ok(refused(Some(self.card(&request).await?), why.1));
         }
 
@@ -92,7 +93,10 @@ impl Engine {
                     "tenant_id": clicker.tenant_id, "rule": request.rule,
                     "required_approvals": request.required_approvals }),
         );
-        let recorded = self.store.record_decision(&request.id, &approval, &entry).await?;
+        let recorded = self
+            .store
+            .record_decision(&request.id, &approval, &entry)
+            .await?;
         let current = self.store.require(&request.id).await?;
         let card = self.card(&current).await?;
         match recorded {
@@ -120,7 +124,7 @@ impl Engine {
     }
 
     /// The rule and reason that refuse this clicker, if any.
-    async fn approver_refusal(
+    pub(crate) async fn approver_refusal(
         &self,
         request: &ContainmentRequest,
         clicker: &Clicker,
@@ -143,13 +147,11 @@ impl Engine {
             requester_id: &request.requester.id,
             prior_approver_ids: &prior,
         };
-        Ok(policy::authorize_approver(
-            &self.config.policy,
-            &self.config.bot.tenant_id,
-            &facts,
+        Ok(
+            policy::authorize_approver(&self.config.policy, &self.config.bot.tenant_id, &facts)
+                .err()
+                .map(|refusal| (refusal.rule, refusal.reason)),
         )
-        .err()
-        .map(|refusal| (refusal.rule, refusal.reason)))
     }
 
     async fn audit_refusal(
@@ -162,7 +164,10 @@ impl Engine {
         tracing::info!(request_id = %request.id, rule, "approval refused");
         let entry = AuditEntry::new(
             request.id.clone(),
-            clicker.object_id.clone().unwrap_or_else(|| "unknown".into()),
+            clicker
+                .object_id
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
             "approval_refused",
             json!({ "rule": rule, "reason": reason, "clicker_name": clicker.name,
                     "tenant_id": clicker.tenant_id }),

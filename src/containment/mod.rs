@@ -84,15 +84,25 @@ impl Engine {
     pub async fn view(&self, request: &ContainmentRequest) -> Result<RequestView, StoreError> {
         let approvals = self.store.approvals(&request.id).await?;
         let steps = self.store.steps(&request.id).await?;
+        let approver_mris: Vec<String> = self
+            .teams
+            .seen_approvers()
+            .await
+            .into_iter()
+            .map(|seen| seen.mri)
+            .collect();
         let context = ViewContext {
-            approver_ids: &[],
+            approver_ids: &approver_mris,
             incident_url: Some(self.incident_url(request)),
         };
         Ok(request_view(request, &approvals, &steps, &context))
     }
 
     /// The card that shows a request in its current state.
-    pub async fn card(&self, request: &ContainmentRequest) -> Result<serde_json::Value, StoreError> {
+    pub async fn card(
+        &self,
+        request: &ContainmentRequest,
+    ) -> Result<serde_json::Value, StoreError> {
         let view = self.view(request).await?;
         Ok(card_for(request, &view))
     }
@@ -143,7 +153,9 @@ impl Engine {
             .check_member_groups(object_id, groups)
             .await?
             .is_empty();
-        self.approver_cache.insert(object_id.to_string(), member).await;
+        self.approver_cache
+            .insert(object_id.to_string(), member)
+            .await;
         Ok(member)
     }
 }

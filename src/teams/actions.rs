@@ -108,12 +108,32 @@ async fn run_command(engine: &Arc<Engine>, activity: &Activity, command: Command
             upn,
             incident,
             justification,
-        } => propose(engine, activity, RequestKind::Containment, upn, incident, justification).await,
+        } => {
+            propose(
+                engine,
+                activity,
+                RequestKind::Containment,
+                upn,
+                incident,
+                justification,
+            )
+            .await
+        }
         Command::Release {
             upn,
             incident,
             reason,
-        } => propose(engine, activity, RequestKind::Release, upn, incident, reason).await,
+        } => {
+            propose(
+                engine,
+                activity,
+                RequestKind::Release,
+                upn,
+                incident,
+                reason,
+            )
+            .await
+        }
         Command::Status { query } => status(engine, &query).await,
         Command::Policy { upn } => explain(engine, &upn).await,
     }
@@ -169,7 +189,9 @@ async fn propose(
         )),
         Err(e) => {
             tracing::error!(error = %e, "request could not be checked");
-            Activity::message(format!("The request could not be checked: {e}. Nothing was stored."))
+            Activity::message(format!(
+                "The request could not be checked: {e}. Nothing was stored."
+            ))
         }
     }
 }
@@ -186,9 +208,7 @@ async fn status(engine: &Engine, query: &str) -> Activity {
         };
     }
     match engine.store.list(&status_filter(query)).await {
-        Ok(found) if found.is_empty() => {
-            Activity::message(format!("No request matches {query}."))
-        }
+        Ok(found) if found.is_empty() => Activity::message(format!("No request matches {query}.")),
         Ok(found) => Activity::message(
             found
                 .iter()
@@ -216,12 +236,20 @@ async fn card_action(engine: &Arc<Engine>, activity: &Activity) -> Value {
         .cloned()
         .unwrap_or(Value::Null);
     if action.get("type").and_then(Value::as_str) != Some("Action.Execute") {
-        return Activity::error_invoke_response(400, "NotSupported", "Only Action.Execute is supported.");
+        return Activity::error_invoke_response(
+            400,
+            "NotSupported",
+            "Only Action.Execute is supported.",
+        );
     }
     let verb = action.get("verb").and_then(Value::as_str).unwrap_or("");
     let data = action.get("data").cloned().unwrap_or(Value::Null);
     let Some(request_id) = data.get("request_id").and_then(Value::as_str) else {
-        return Activity::error_invoke_response(400, "BadRequest", "The card carries no request id.");
+        return Activity::error_invoke_response(
+            400,
+            "BadRequest",
+            "The card carries no request id.",
+        );
     };
     let clicker = Clicker {
         object_id: activity.from_object_id().map(str::to_string),
@@ -237,10 +265,18 @@ async fn card_action(engine: &Arc<Engine>, activity: &Activity) -> Value {
         .and_then(Value::as_str)
         .map(str::to_string);
     let answer = match verb {
-        "approve" => engine.decide(request_id, Decision::Approve, &clicker, None).await,
-        "reject" => engine.decide(request_id, Decision::Reject, &clicker, reason).await,
+        "approve" => {
+            engine
+                .decide(request_id, Decision::Approve, &clicker, None)
+                .await
+        }
+        "reject" => {
+            engine
+                .decide(request_id, Decision::Reject, &clicker, reason)
+                .await
+        }
         "retry" => engine.retry(request_id, &clicker).await,
-        "refresh" => return current_card(engine, request_id).await,
+        "refresh" => return viewer_card(engine, activity, request_id, &clicker).await,
         other => {
             return Activity::error_invoke_response(
                 400,
@@ -249,6 +285,9 @@ async fn card_action(engine: &Arc<Engine>, activity: &Activity) -> Value {
             )
         }
     };
+    if matches!(&answer, Ok(ClickAnswer { refusal: None, .. })) {
+        remember_approver(engine, activity).await;
+    }
     match answer {
         Ok(ClickAnswer {
             refusal: Some(why), ..
@@ -272,12 +311,56 @@ async fn card_action(engine: &Arc<Engine>, activity: &Activity) -> Value {
     }
 }
 
-async fn current_card(engine: &Engine, request_id: &str) -> Value {
-    match engine.store.load(request_id).await {
-        Ok(Some(request)) => match engine.card(&request).await {
-            Ok(card) => Activity::card_invoke_response(card),
-            Err(_) => Activity::error_invoke_response(500, "InternalError", "Card not available."),
-        },
-        _ => Activity::error_invoke_response(404, "NotFound", "No such request."),
+/// The card as `clicker` should see it: answers `refresh`, whether Teams
+/// sent it by itself (`value.trigger: "automatic"`) or someone clicked
+/// "Approve or reject…".
+///
+/// While a decision is awaited, an approver who may decide gets Approve
+/// and Reject; anyone else gets the card without them and a line saying
+/// why. Once decided, everyone gets the same card.
+async fn viewer_card(
+    engine: &Engine,
+    activity: &Activity,
+    request_id: &str,
+    clicker: &Clicker,
+) -> Value {
+    let request = match engine.store.load(request_id).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return Activity::error_invoke_response(404, "NotFound", "No such request."),
+        Err(e) => return unavailable(request_id, &e.to_string()),
+    };
+    let mut view = match engine.view(&request).await {
+        Ok(view) => view,
+        Err(e) => return unavailable(request_id, &e.to_string()),
+    };
+    if view.can_review {
+        match engine.approver_refusal(&request, clicker).await {
+            Ok(None) => {
+                remember_approver(engine, activity).await;
+                view.can_act = true;
+                view.viewer_note = Some("You may decide: this view is yours alone.".into());
+            }
+            Ok(Some((_rule, reason))) => {
+                view.viewer_note = Some(format!("You cannot decide on this request: {reason}."));
+            }
+            Err(e) => return unavailable(request_id, &e.to_string()),
+        }
+        view.can_review = false;
+    }
+    Activity::card_invoke_response(crate::containment::card_for(&request, &view))
+}
+
+fn unavailable(request_id: &str, error: &str) -> Value {
+    tracing::error!(request_id, error, "card view failed");
+    Activity::error_invoke_response(500, "InternalError", "Card not available; try again.")
+}
+
+/// Keeps the MRI of an approver who just acted, for `refresh.userIds`.
+async fn remember_approver(engine: &Engine, activity: &Activity) {
+    let mri = activity.from.as_ref().map(|f| f.id.as_str());
+    if let (Some(object_id), Some(mri)) = (activity.from_object_id(), mri) {
+        if !mri.is_empty() {
+            engine.teams.remember_approver(object_id, mri).await;
+        }
     }
 }

@@ -95,8 +95,15 @@ pub struct RequestView {
     /// Who gets the refreshed, actionable card (`refresh.userIds`).
     pub approver_ids: Vec<String>,
     pub outcome: Option<String>,
-    /// Show Approve and Reject.
+    /// Show Approve and Reject: the view of one approver who may decide,
+    /// answered to their refresh. The card everyone sees never has them.
     pub can_act: bool,
+    /// Show "Approve or reject…" (verb `refresh`): the card everyone sees
+    /// while a decision is awaited. Clicking it asks for one's own view.
+    pub can_review: bool,
+    /// A line for the one viewer this card was rendered for, such as why
+    /// they cannot decide.
+    pub viewer_note: Option<String>,
     /// Show "Retry remaining steps" (verb `retry`).
     pub can_retry: bool,
 }
@@ -154,8 +161,23 @@ static HELP: LazyLock<Template> =
 
 /// The card asking approvers to decide, with Approve and Reject when
 /// `can_act`, and a refresh that gives `approver_ids` their own view.
+///
+/// With no approver id known yet, `refresh.userIds` is left out rather than
+/// sent empty: an empty list turns automatic refresh off, while no list
+/// lets Teams refresh the card for each viewer (in conversations of up to
+/// 60 members), and each viewer is then answered with their own view.
 pub fn approval(view: &RequestView) -> Value {
-    render(&APPROVAL, &card_data(view))
+    let mut card = render(&APPROVAL, &card_data(view));
+    let no_ids = card
+        .pointer("/refresh/userIds")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    if no_ids {
+        if let Some(refresh) = card.get_mut("refresh").and_then(Value::as_object_mut) {
+            refresh.remove("userIds");
+        }
+    }
+    card
 }
 
 /// The live checklist of a request that is under way.
@@ -267,9 +289,8 @@ fn escape_typed_text(value: &mut Value, key: Option<&str>) {
 }
 
 fn is_web_url(text: &str) -> bool {
-    url::Url::parse(text).is_ok_and(|url| {
-        matches!(url.scheme(), "https" | "http") && url.host().is_some()
-    })
+    url::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "https" | "http") && url.host().is_some())
 }
 
 /// Expands a built-in template; its expressions were checked when parsed.
@@ -306,8 +327,7 @@ pub fn escape_markdown(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '[' | ']' | '(' | ')' | '*' | '_' | '`' | '~' | '#' | '>' | '|' | '\\'
-            | '<' => {
+            '[' | ']' | '(' | ')' | '*' | '_' | '`' | '~' | '#' | '>' | '|' | '\\' | '<' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -330,7 +350,11 @@ fn tidy_lines(text: &str) -> String {
             .filter(|c| !c.is_control() && !is_direction_override(*c))
             .collect();
         let line = line.trim_end();
-        blank_run = if line.trim().is_empty() { blank_run + 1 } else { 0 };
+        blank_run = if line.trim().is_empty() {
+            blank_run + 1
+        } else {
+            0
+        };
         if blank_run > 1 {
             continue;
         }
@@ -371,14 +395,6 @@ const ELEMENTS: [&str; 16] = [
     "Input.Time",
     "Input.Toggle",
     "Input.ChoiceSet",
-];
-
-const ACTIONS: [&str; 5] = [
-    "Action.Execute",
-    "Action.Submit",
-    "Action.OpenUrl",
-    "Action.ShowCard",
-    "Action.ToggleVisibility",
 ];
 
 /// Checks a card against what Teams accepts; every problem is listed.
@@ -612,5 +628,112 @@ fn version_at_most_1_5(version: &str) -> bool {
     match (major, minor, parts.next()) {
         (Some(1), Some(minor), None) => minor <= 5,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each template with the sample data beside it in `cards/`.
+    fn samples() -> Vec<(&'static Template, Value)> {
+        let read = |json: &str| serde_json::from_str::<Value>(json).expect("sample data is JSON");
+        vec![
+            (
+                &*APPROVAL,
+                read(include_str!("../../cards/approval.data.json")),
+            ),
+            (
+                &*PROGRESS,
+                read(include_str!("../../cards/progress.data.json")),
+            ),
+            (&*RESULT, read(include_str!("../../cards/result.data.json"))),
+            (
+                &*REQUEST_RECEIVED,
+                read(include_str!("../../cards/request_received.data.json")),
+            ),
+            (
+                &*REFUSAL,
+                read(include_str!("../../cards/refusal.data.json")),
+            ),
+            (&*HELP, read(include_str!("../../cards/help.data.json"))),
+        ]
+    }
+
+    #[test]
+    fn every_template_reads_only_what_its_sample_data_has() {
+        for (template, data) in samples() {
+            let missing = template.missing_paths(&data).unwrap();
+            assert!(missing.is_empty(), "{}: {missing:?}", template.name());
+        }
+    }
+
+    #[test]
+    fn every_template_expanded_over_its_sample_meets_teams_rules() {
+        for (template, data) in samples() {
+            let card = render(template, &data);
+            if let Err(problems) = check_teams_rules(&card) {
+                panic!("{}: {problems:#?}", template.name());
+            }
+        }
+    }
+
+    #[test]
+    fn the_rules_name_what_teams_would_refuse() {
+        let card = json!({
+            "type": "AdaptiveCard",
+            "version": "1.6",
+            "refresh": { "action": { "type": "Action.Submit" } },
+            "body": [
+                { "type": "TextBlock" },
+                { "type": "Media", "sources": [] },
+                { "type": "Input.Text", "id": "reason" },
+                { "type": "Input.Text", "id": "reason" },
+                { "type": "FactSet", "facts": [{ "title": "a", "value": null }] },
+            ],
+            "actions": [
+                { "type": "Action.Execute" },
+                { "type": "Action.OpenUrl", "url": "/relative" },
+                { "type": "Action.Http" },
+            ],
+        });
+        let problems = check_teams_rules(&card).unwrap_err().join("\n");
+        for expected in [
+            "1.6 is above 1.5",
+            "refresh: action must be an Action.Execute",
+            "body[0]: text is missing",
+            "Media is not an element Teams shows",
+            "input id reason is used twice",
+            "facts[0]: value is missing",
+            "actions[0]: verb is missing",
+            "is not absolute",
+            "Action.Http is not an action Teams runs",
+            "null value",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_card_over_the_message_limit_is_refused() {
+        let text = "x".repeat(MESSAGE_LIMIT_BYTES);
+        let card = json!({
+            "type": "AdaptiveCard",
+            "version": "1.5",
+            "body": [{ "type": "TextBlock", "text": text }],
+        });
+        let problems = check_teams_rules(&card).unwrap_err();
+        assert!(problems[0].starts_with("message:"), "{problems:?}");
+    }
+
+    #[test]
+    fn long_typed_text_is_clipped_so_cards_stay_under_the_limit() {
+        let huge = "a".repeat(MAX_TEXT_CHARS * 20);
+        let card = refusal(&huge, &huge, Some(&huge));
+        check_teams_rules(&card).unwrap();
+        assert!(card.to_string().contains('…'));
     }
 }

@@ -8,6 +8,13 @@
 //! post are returned to the caller, who decides whether they matter: a
 //! containment never waits on a chat message.
 //!
+//! It also remembers the MRIs (`29:...`, Teams' per-bot user ids) of
+//! approvers it has seen, because `refresh.userIds` on the approval card
+//! takes MRIs, not Entra object ids. They are kept beside the serviceUrls,
+//! as one list under [`APPROVER_MRIS_KEY`]; two approvers seen for the
+//! first time at the same instant may leave one of them out until their
+//! next click, which only means that approver refreshes the card by hand.
+//!
 //! What a run tells its thread goes through a per-thread outbox
 //! ([`TeamsChannel::post`]): the caller returns at once, and one delivery
 //! task per thread sends in the background within Teams' rate limits.
@@ -126,6 +133,16 @@ pub fn tenant_key(tenant_id: &str) -> String {
     format!("tenant:{tenant_id}")
 }
 
+/// Where the MRIs of seen approvers are kept.
+pub const APPROVER_MRIS_KEY: &str = "approvers:mri";
+
+/// An approver as Teams addresses them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeenApprover {
+    pub object_id: String,
+    pub mri: String,
+}
+
 impl TeamsChannel {
     pub fn new(
         connector: ConnectorClient,
@@ -206,6 +223,43 @@ impl TeamsChannel {
             }
         }
         self.fallback_service_url.clone()
+    }
+
+    /// The approvers seen so far, newest last, at most
+    /// [`super::cards::MAX_REFRESH_USERS`].
+    pub async fn seen_approvers(&self) -> Vec<SeenApprover> {
+        match self.store.service_url(APPROVER_MRIS_KEY).await {
+            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "approver MRIs not read");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Remembers that the approver `object_id` is `mri` in Teams.
+    pub async fn remember_approver(&self, object_id: &str, mri: &str) {
+        let mut seen = self.seen_approvers().await;
+        let entry = SeenApprover {
+            object_id: object_id.to_string(),
+            mri: mri.to_string(),
+        };
+        if seen.contains(&entry) {
+            return;
+        }
+        seen.retain(|s| s.object_id != entry.object_id && s.mri != entry.mri);
+        seen.push(entry);
+        let excess = seen.len().saturating_sub(super::cards::MAX_REFRESH_USERS);
+        seen.drain(..excess);
+        let text = serde_json::to_string(&seen).expect("plain data");
+        if let Err(e) = self
+            .store
+            .remember_service_url(APPROVER_MRIS_KEY, &text)
+            .await
+        {
+            tracing::warn!(error = %e, "approver MRI not remembered");
+        }
     }
 
     /// Posts `card` as the root of a new thread in the approvals channel.

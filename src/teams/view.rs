@@ -1,17 +1,13 @@
 //! Turns a stored request, its approvals and its steps into the view the
 //! card templates render. Times are shown in UTC, to the minute.
 
-use crate::containment::model::{
-    Approval, ContainmentRequest, Decision, StepRecord, StepStatus,
-};
+use crate::containment::model::{Approval, ContainmentRequest, Decision, StepRecord, StepStatus};
 use crate::containment::state::RequestState;
 use crate::containment::steps::step_label;
 use crate::policy::{Classification, RequestKind};
 use crate::store::ListFilter;
 
-use super::cards::{
-    ApprovalView, DecisionView, RequestKindView, RequestView, StepView,
-};
+use super::cards::{ApprovalView, DecisionView, RequestKindView, RequestView, StepView};
 
 /// What the view needs beyond the request itself.
 pub struct ViewContext<'a> {
@@ -52,7 +48,9 @@ pub fn request_view(
         steps: steps.iter().map(step_view).collect(),
         approver_ids: context.approver_ids.to_vec(),
         outcome: request.outcome.clone(),
-        can_act: awaiting,
+        can_act: false,
+        can_review: awaiting,
+        viewer_note: None,
         can_retry: matches!(
             request.state,
             RequestState::PartiallyContained | RequestState::Failed
