@@ -27,7 +27,13 @@ fn graph_writes(sandbox: &Sandbox, user_id: &str) -> Vec<String> {
         .collect()
 }
 
-async fn requested(sandbox: &Sandbox, who: (&str, &str), text: &str, upn: &str, inc: &str) -> (String, String) {
+async fn requested(
+    sandbox: &Sandbox,
+    who: (&str, &str),
+    text: &str,
+    upn: &str,
+    inc: &str,
+) -> (String, String) {
     let user = sandbox.user(who.0, who.1);
     let answer = user.say_in_channel(text).await.unwrap();
     assert_eq!(answer.status, 200);
@@ -47,13 +53,19 @@ async fn a_standard_user_is_contained_after_one_approval_with_block_before_revok
         "INC0010001",
     )
     .await;
-    assert!(graph_writes(&sandbox, ids::ALICE).is_empty(), "no write before approval");
+    assert!(
+        graph_writes(&sandbox, ids::ALICE).is_empty(),
+        "no write before approval"
+    );
 
     let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
     let answer = oscar.click("approve", &id, &card, None).await.unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["statusCode"], 200);
-    assert_eq!(answer.body["type"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        answer.body["type"],
+        "application/vnd.microsoft.card.adaptive"
+    );
 
     let done = sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
     let writes = graph_writes(&sandbox, ids::ALICE);
@@ -67,7 +79,9 @@ async fn a_standard_user_is_contained_after_one_approval_with_block_before_revok
     assert!(steps.iter().all(|s| s["status"] == "done"), "{steps:?}");
     let notes = sandbox.tenant.servicenow().work_notes("INC0010001");
     assert!(notes.len() >= 2, "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains(&id) && n.contains("request-id")));
+    assert!(notes
+        .iter()
+        .any(|n| n.contains(&id) && n.contains("request-id")));
     let incident = sandbox.tenant.servicenow().incident("INC0010001").unwrap();
     assert_eq!(incident["state"], "2");
 }
@@ -85,7 +99,10 @@ async fn the_requester_cannot_approve_their_own_request() {
     .await;
     let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
     let answer = oscar.click("approve", &id, &card, None).await.unwrap();
-    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(
+        answer.body["type"],
+        "application/vnd.microsoft.activity.message"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
@@ -112,7 +129,10 @@ async fn someone_outside_the_approver_group_cannot_approve() {
     .await;
     let sam = sandbox.user(ids::SAM, "Sam Lee");
     let answer = sam.click("approve", &id, &card, None).await.unwrap();
-    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(
+        answer.body["type"],
+        "application/vnd.microsoft.activity.message"
+    );
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
     assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
@@ -133,7 +153,10 @@ async fn a_privileged_target_needs_two_distinct_approvers() {
     let priya = sandbox.user(ids::PRIYA, "Priya Shah");
     oscar.click("approve", &id, &card, None).await.unwrap();
     let twice = oscar.click("approve", &id, &card, None).await.unwrap();
-    assert_eq!(twice.body["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(
+        twice.body["type"],
+        "application/vnd.microsoft.activity.message"
+    );
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
     assert_eq!(request["request"]["required_approvals"], 2);
@@ -167,7 +190,10 @@ async fn a_rejected_request_changes_nothing_in_entra() {
         .contains("user confirmed the travel"));
     let late = sandbox.user(ids::OSCAR, "Oscar Ruiz");
     let answer = late.click("approve", &id, &card, None).await.unwrap();
-    assert_eq!(answer.body["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(
+        answer.body["type"],
+        "application/vnd.microsoft.activity.message"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
 }
@@ -177,21 +203,54 @@ async fn refused_requests_are_answered_and_store_nothing() {
     let sandbox = sandbox().await;
     let sam = sandbox.user(ids::SAM, "Sam Lee");
     let cases = [
-        ("contain nobody@contoso.com INC0010001 typo", "nobody@contoso.com", "INC0010001"),
-        ("contain alice@fabrikam.com INC0010001 wrong domain", "alice@fabrikam.com", "INC0010001"),
-        ("contain not-an-upn INC0010001 what", "not-an-upn", "INC0010001"),
-        ("contain alice@contoso.com INC0099999 no such incident", "alice@contoso.com", "INC0099999"),
-        ("contain breakglass@contoso.com INC0010005 glass", "breakglass@contoso.com", "INC0010005"),
-        ("contain dave.disabled@contoso.com INC0010004 old", "dave.disabled@contoso.com", "INC0010004"),
+        (
+            "contain nobody@contoso.com INC0010001 typo",
+            "nobody@contoso.com",
+            "INC0010001",
+        ),
+        (
+            "contain alice@fabrikam.com INC0010001 wrong domain",
+            "alice@fabrikam.com",
+            "INC0010001",
+        ),
+        (
+            "contain not-an-upn INC0010001 what",
+            "not-an-upn",
+            "INC0010001",
+        ),
+        (
+            "contain alice@contoso.com INC0099999 no such incident",
+            "alice@contoso.com",
+            "INC0099999",
+        ),
+        (
+            "contain breakglass@contoso.com INC0010005 glass",
+            "breakglass@contoso.com",
+            "INC0010005",
+        ),
+        (
+            "contain dave.disabled@contoso.com INC0010004 old",
+            "dave.disabled@contoso.com",
+            "INC0010004",
+        ),
     ];
     for (text, upn, incident) in cases {
         let before = sandbox.tenant.connector().messages().len();
         sam.say_in_channel(text).await.unwrap();
         let answer = next_answer(&sandbox, before).await;
         assert!(!answer.is_empty(), "{text} got an answer");
-        assert!(sandbox.find(upn, incident).await.unwrap().is_empty(), "{text} stored nothing");
+        assert!(
+            sandbox.find(upn, incident).await.unwrap().is_empty(),
+            "{text} stored nothing"
+        );
     }
-    assert!(sandbox.engine.store.audit_events(None).await.unwrap().is_empty());
+    assert!(sandbox
+        .engine
+        .store
+        .audit_events(None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +258,9 @@ async fn a_mistyped_command_is_answered_with_what_to_type() {
     let sandbox = sandbox().await;
     let sam = sandbox.user(ids::SAM, "Sam Lee");
     let before = sandbox.tenant.connector().messages().len();
-    sam.say_in_channel("contian alice@contoso.com INC0010001 x").await.unwrap();
+    sam.say_in_channel("contian alice@contoso.com INC0010001 x")
+        .await
+        .unwrap();
     let answer = next_answer(&sandbox, before).await;
     assert!(answer.contains("contain"), "{answer}");
 }
@@ -217,10 +278,19 @@ async fn a_resent_activity_is_processed_once() {
     });
     let http = reqwest::Client::new();
     for _ in 0..3 {
-        let status = http.post(sandbox.messages_url()).json(&activity).send().await.unwrap().status();
+        let status = http
+            .post(sandbox.messages_url())
+            .json(&activity)
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, 200);
     }
-    let id = sandbox.wait_for_request("alice@contoso.com", "INC0010001").await.unwrap();
+    let id = sandbox
+        .wait_for_request("alice@contoso.com", "INC0010001")
+        .await
+        .unwrap();
     sandbox.wait_for_card(&id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answers = sandbox
@@ -246,12 +316,18 @@ async fn bad_activities_get_a_clear_4xx_and_store_nothing() {
         .unwrap();
     assert_eq!(malformed.status(), 400);
     let body: Value = malformed.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("activity"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("activity"));
 
     let oversized = http
         .post(sandbox.messages_url())
         .header("content-type", "application/json")
-        .body(format!("{{\"type\":\"message\",\"text\":\"{}\"}}", "x".repeat(400_000)))
+        .body(format!(
+            "{{\"type\":\"message\",\"text\":\"{}\"}}",
+            "x".repeat(400_000)
+        ))
         .send()
         .await
         .unwrap();
@@ -265,10 +341,20 @@ async fn bad_activities_get_a_clear_4xx_and_store_nothing() {
         "text": "contain alice@contoso.com INC0010001 from elsewhere",
         "channelData": { "tenant": { "id": "11111111-2222-3333-4444-555555555555" } },
     });
-    let status = http.post(sandbox.messages_url()).json(&other_tenant).send().await.unwrap().status();
+    let status = http
+        .post(sandbox.messages_url())
+        .json(&other_tenant)
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, 403);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().is_empty());
+    assert!(sandbox
+        .find("alice@contoso.com", "INC0010001")
+        .await
+        .unwrap()
+        .is_empty());
     assert!(sandbox.tenant.connector().messages().is_empty());
 }
 
@@ -281,15 +367,31 @@ async fn the_servicenow_webhook_starts_the_same_flow_once() {
     })
     .to_string();
     assert_eq!(send_webhook(&sandbox, &body).await.unwrap(), 202);
-    let id = sandbox.wait_for_request("alice@contoso.com", "INC0010001").await.unwrap();
+    let id = sandbox
+        .wait_for_request("alice@contoso.com", "INC0010001")
+        .await
+        .unwrap();
     let redelivered = chrono::Utc::now().timestamp() - 2;
     assert_eq!(
-        cordon::demo::send_webhook_at(&sandbox, &body, redelivered).await.unwrap(),
+        cordon::demo::send_webhook_at(&sandbox, &body, redelivered)
+            .await
+            .unwrap(),
         200
     );
-    assert_eq!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().len(), 1);
+    assert_eq!(
+        sandbox
+            .find("alice@contoso.com", "INC0010001")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let card = sandbox.wait_for_card(&id).await.unwrap();
-    sandbox.user(ids::OSCAR, "Oscar Ruiz").click("approve", &id, &card, None).await.unwrap();
+    sandbox
+        .user(ids::OSCAR, "Oscar Ruiz")
+        .click("approve", &id, &card, None)
+        .await
+        .unwrap();
     sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
     assert_eq!(graph_writes(&sandbox, ids::ALICE).len(), 2);
 }
@@ -308,7 +410,10 @@ async fn bad_webhooks_are_refused_and_store_nothing() {
     assert_eq!(unsigned.status(), 401);
     let forged = http
         .post(&url)
-        .header("x-cordon-timestamp", chrono::Utc::now().timestamp().to_string())
+        .header(
+            "x-cordon-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
         .header("x-cordon-signature", "bm90IGEgcmVhbCBzaWduYXR1cmU=")
         .body(body.clone())
         .send()
@@ -317,14 +422,25 @@ async fn bad_webhooks_are_refused_and_store_nothing() {
     assert_eq!(forged.status(), 401);
     assert_eq!(send_webhook(&sandbox, "{broken").await.unwrap(), 400);
     let missing = json!({ "number": "INC0010001", "requested_by": "sam.analyst@contoso.com",
-                          "justification": "x" }).to_string();
+                          "justification": "x" })
+    .to_string();
     assert_eq!(send_webhook(&sandbox, &missing).await.unwrap(), 400);
     let unknown = json!({ "number": "INC0010001", "affected_user": "ghost@contoso.com",
                           "requested_by": "sam.analyst@contoso.com", "justification": "x" })
-        .to_string();
+    .to_string();
     assert_eq!(send_webhook(&sandbox, &unknown).await.unwrap(), 422);
-    assert!(sandbox.find("alice@contoso.com", "INC0010001").await.unwrap().is_empty());
-    assert!(sandbox.engine.store.audit_events(None).await.unwrap().is_empty());
+    assert!(sandbox
+        .find("alice@contoso.com", "INC0010001")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(sandbox
+        .engine
+        .store
+        .audit_events(None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn next_answer(sandbox: &Sandbox, before: usize) -> String {
@@ -336,4 +452,44 @@ async fn next_answer(sandbox: &Sandbox, before: usize) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the bot never answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_a_free_slot_starts_when_one_frees_not_at_the_next_poll() {
+    let sandbox = Sandbox::start_with("127.0.0.1:0".parse().unwrap(), None, |config| {
+        config.runner.concurrency = 1;
+        config.runner.poll_interval = Duration::from_secs(3600);
+    })
+    .await
+    .unwrap();
+    let sam = (ids::SAM, "Sam Lee");
+    let (alice, alice_card) = requested(
+        &sandbox,
+        sam,
+        "contain alice@contoso.com INC0010001 token theft",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    let (svc, svc_card) = requested(
+        &sandbox,
+        sam,
+        "contain svc-backup@contoso.com INC0010003 used interactively",
+        "svc-backup@contoso.com",
+        "INC0010003",
+    )
+    .await;
+
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    oscar
+        .click("approve", &alice, &alice_card, None)
+        .await
+        .unwrap();
+    oscar.click("approve", &svc, &svc_card, None).await.unwrap();
+
+    sandbox
+        .wait_for_state(&alice, &["contained"])
+        .await
+        .unwrap();
+    sandbox.wait_for_state(&svc, &["contained"]).await.unwrap();
 }

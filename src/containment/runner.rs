@@ -82,7 +82,6 @@ impl Runner {
             let engine = self.engine.clone();
             let owner = self.owner.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 let span = tracing::info_span!(
                     "run",
                     request_id = %claim,
@@ -93,6 +92,10 @@ impl Runner {
                     .run_claimed(&claim, &owner, lease)
                     .instrument(span)
                     .await;
+                // A slot is free: look for approved work now rather than
+                // at the next poll.
+                drop(permit);
+                engine.wake.notify_one();
             });
         }
         Ok(())
