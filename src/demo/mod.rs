@@ -53,22 +53,36 @@ impl Sandbox {
         store_url: Option<String>,
         adjust: impl FnOnce(&mut crate::config::Config),
     ) -> anyhow::Result<Sandbox> {
-        let tenant = SimulatedTenant::start("127.0.0.1:0".parse()?).await?;
-        let (store_url, dir) = match store_url {
-            Some(url) => (url, None),
-            None => {
-                let dir = tempfile::tempdir()?;
-                (format!("sqlite://{}", dir.path().join("cordon.db").display()), Some(dir))
-            }
-        };
-        let mut config = sandbox_config(&tenant, bind, &store_url)?;
-        adjust(&mut config);
-        config.validate()?;
         let timing = Timing {
             retry: crate::retry::RetryPolicy::fast(),
             timeout: Duration::from_secs(5),
             ..Timing::default()
         };
+        Self::start_timed(bind, store_url, adjust, timing).await
+    }
+
+    /// As [`Sandbox::start_with`], with the given timing knobs; benchmarks
+    /// of the engine lift Teams' per-thread limits this way.
+    pub async fn start_timed(
+        bind: SocketAddr,
+        store_url: Option<String>,
+        adjust: impl FnOnce(&mut crate::config::Config),
+        timing: Timing,
+    ) -> anyhow::Result<Sandbox> {
+        let tenant = SimulatedTenant::start("127.0.0.1:0".parse()?).await?;
+        let (store_url, dir) = match store_url {
+            Some(url) => (url, None),
+            None => {
+                let dir = tempfile::tempdir()?;
+                (
+                    format!("sqlite://{}", dir.path().join("cordon.db").display()),
+                    Some(dir),
+                )
+            }
+        };
+        let mut config = sandbox_config(&tenant, bind, &store_url)?;
+        adjust(&mut config);
+        config.validate()?;
         let app = Application::build_with(config, timing).await?;
         let base_url = format!("http://{}", app.local_addr());
         let engine = app.engine();
@@ -299,11 +313,7 @@ pub async fn send_webhook(sandbox: &Sandbox, body: &str) -> anyhow::Result<u16> 
 
 /// As [`send_webhook`], signed with the given unix timestamp: a
 /// redelivery is signed anew, so its signature differs.
-pub async fn send_webhook_at(
-    sandbox: &Sandbox,
-    body: &str,
-    timestamp: i64,
-) -> anyhow::Result<u16> {
+pub async fn send_webhook_at(sandbox: &Sandbox, body: &str, timestamp: i64) -> anyhow::Result<u16> {
     let secret = secrecy::SecretString::from(WEBHOOK_SECRET.to_string());
     let signature = crate::servicenow::webhook::sign(&secret, timestamp, body.as_bytes());
     let response = reqwest::Client::new()
