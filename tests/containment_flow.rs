@@ -493,3 +493,27 @@ async fn a_run_waiting_for_a_free_slot_starts_when_one_frees_not_at_the_next_pol
         .unwrap();
     sandbox.wait_for_state(&svc, &["contained"]).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_command_explains_without_an_incident_and_changes_nothing() {
+    let sandbox = sandbox().await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+
+    let before = sandbox.tenant.connector().messages().len();
+    sam.say_in_channel("policy adele.admin@contoso.com")
+        .await
+        .unwrap();
+    let answer = next_answer(&sandbox, before).await;
+
+    assert!(answer.contains("would proceed"), "{answer}");
+    assert!(answer.contains("privileged"), "{answer}");
+    assert!(answer.contains("Approvals needed: 2"), "{answer}");
+    assert!(graph_writes(&sandbox, ids::ADELE).is_empty());
+    assert!(sandbox
+        .engine
+        .store
+        .audit_events(None)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -21,7 +21,9 @@ pub async fn explain_upn(
         risk,
         requester_id: String::new(),
     };
-    let target = match policy::check_request_shape(&engine.config.policy, &facts) {
+    // No incident is named here, so only the UPN's shape is checked before
+    // the directory is asked.
+    let target = match policy::check_upn(&engine.config.policy, &facts.upn) {
         Ok(parsed) => engine.target_facts(parsed.as_str()).await?,
         Err(_) => None,
     };

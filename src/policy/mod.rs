@@ -30,7 +30,7 @@ pub use explain::{explain, Explanation};
 pub use facts::{ApproverFacts, IncidentFacts, RequestFacts, TargetFacts};
 pub use plan::AutoApproval;
 pub use settings::{AutoApproveRule, PolicyConfigError, PolicySettings, Runbooks};
-pub use shape::check_request_shape;
+pub use shape::{check_request_shape, check_upn};
 pub use steps::{StepKind, UnknownStep, STEP_CATALOGUE};
 pub use upn::{Upn, UpnError};
 pub use values::{Classification, RequestKind, Risk, Source, UnknownValue};

@@ -19,7 +19,7 @@ pub fn check_request_shape(
 }
 
 /// Parses `raw` and checks its domain is one the operator allows.
-pub(crate) fn check_upn(settings: &PolicySettings, raw: &str) -> Result<Upn, Refusal> {
+pub fn check_upn(settings: &PolicySettings, raw: &str) -> Result<Upn, Refusal> {
     let upn = Upn::parse(raw).map_err(|err| upn_refusal(raw, err))?;
     let allowed = settings.allowed_ascii_domains();
     if allowed.iter().any(|domain| domain == upn.domain()) {
