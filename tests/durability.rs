@@ -2,7 +2,9 @@
 //! on PostgreSQL: journaling, one request per (user, incident), late and
 //! double clicks, approval expiry, bounded failure handling with partial
 //! containment and retry, release, and a real `cordon serve` process killed
-//! with SIGKILL mid-run and restarted on the same store.
+//! with SIGKILL and restarted on the same store at three points of a run:
+//! before its first step took effect, between an outside write and its
+//! journal entry, and between the block and the revoke.
 //!
 //! PostgreSQL tests read their server from `CORDON_TEST_POSTGRES_URL` and
 //! create a database of their own; without it they print that they were
@@ -634,6 +636,125 @@ async fn a_server_killed_mid_run_resumes_without_repeating_graph_writes(store: O
     second.kill();
 }
 
+/// Starts replica A on `store`, has Oscar approve a containment of Alice,
+/// waits until the journal of the run shows `step` running with every
+/// earlier step done, and kills A with SIGKILL there. Then starts replica
+/// B on the same store and waits until the request is contained.
+async fn killed_while_running(
+    tenant: &SimulatedTenant,
+    store: &str,
+    dir: &std::path::Path,
+    step: StepKind,
+) -> (String, String, ServerProcess) {
+    let mut first = ServerProcess::start(tenant, store, dir, "replica-a").await;
+    let id = first.propose(ids::ALICE_UPN, ids::INC_ALICE).await;
+    let card = first.wait_for_card(&id).await;
+    first
+        .user(ids::OSCAR, "Oscar Ruiz")
+        .click("approve", &id, &card, None)
+        .await
+        .unwrap();
+    let journal_store = first.store().await;
+    let mut reached = false;
+    for _ in 0..400 {
+        let journal = journal_store.steps(&id).await.unwrap();
+        let at = journal.iter().position(|s| s.name == step);
+        if let Some(at) = at {
+            let earlier_done = journal[..at].iter().all(|s| s.status == StepStatus::Done);
+            if journal[at].status == StepStatus::Running && earlier_done {
+                reached = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reached, "the run never held at {step:?}");
+    first.kill();
+
+    let second = ServerProcess::start(tenant, store, dir, "replica-b").await;
+    second.wait_for_state(&id, "contained").await;
+    (id, card, second)
+}
+
+/// Graph's successful block and revoke calls about Alice.
+fn applied_block_and_revoke(tenant: &SimulatedTenant) -> (usize, usize) {
+    let user = format!("/users/{}", ids::ALICE);
+    let applied = |method: &str, suffix: &str| {
+        tenant
+            .graph()
+            .calls()
+            .iter()
+            .filter(|c| c.method == method && c.path.ends_with(suffix))
+            .filter(|c| c.status.is_some_and(|s| s < 300))
+            .count()
+    };
+    (
+        applied("PATCH", &user),
+        applied("POST", &format!("{user}/revokeSignInSessions")),
+    )
+}
+
+async fn a_server_killed_before_its_first_step_took_effect_notes_the_ticket_once(
+    store: Option<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        store.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cordon.db").display()));
+    let tenant = SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let incident = format!("/incident/{}", ids::INC_ALICE_SYS_ID);
+    let held = FaultKind::Delay(Duration::from_secs(30));
+    tenant
+        .servicenow()
+        .inject(Fault::new(held).on("PATCH", &incident));
+
+    let (id, card, mut second) =
+        killed_while_running(&tenant, &store, dir.path(), StepKind::ServicenowStart).await;
+
+    assert_eq!(applied_block_and_revoke(&tenant), (1, 1));
+    let notes = tenant.servicenow().work_notes(ids::INC_ALICE);
+    let start = notes.iter().filter(|n| n.contains("approved by")).count();
+    assert_eq!(start, 1, "{notes:?}");
+    let texts = thread_texts(&tenant, &card);
+    assert!(texts.iter().any(|t| t.contains("resumed")), "{texts:?}");
+    let journal = second.store().await.steps(&id).await.unwrap();
+    assert!(
+        journal.iter().all(|s| s.status == StepStatus::Done),
+        "{journal:?}"
+    );
+    second.kill();
+}
+
+async fn a_server_killed_between_block_and_revoke_revokes_exactly_once(store: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        store.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cordon.db").display()));
+    let tenant = SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let held = FaultKind::Delay(Duration::from_secs(30));
+    let revoke = Fault::new(held).on("POST", "revokeSignInSessions");
+    tenant.graph().inject(revoke);
+
+    let (id, _card, mut second) =
+        killed_while_running(&tenant, &store, dir.path(), StepKind::RevokeSessions).await;
+
+    assert_eq!(applied_block_and_revoke(&tenant), (1, 1));
+    let alice = tenant.graph().user(ids::ALICE).unwrap();
+    assert!(!alice.account_enabled);
+    let journal = second.store().await.steps(&id).await.unwrap();
+    let block = journal
+        .iter()
+        .find(|s| s.name == StepKind::BlockSignIn)
+        .unwrap();
+    assert_eq!(block.attempts, 1, "a finished step is not run again");
+    let events = second.store().await.audit_events(None).await.unwrap();
+    let (seq, hash) = second.store().await.audit_head().await.unwrap();
+    assert!(cordon::audit::verify(&events, (seq, &hash)).is_ok());
+    second.kill();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -668,4 +789,6 @@ on_both_backends!(
     a_step_over_its_time_budget_is_failed_instead_of_awaited,
     a_release_is_approved_like_a_containment_and_links_to_it,
     a_server_killed_mid_run_resumes_without_repeating_graph_writes,
+    a_server_killed_before_its_first_step_took_effect_notes_the_ticket_once,
+    a_server_killed_between_block_and_revoke_revokes_exactly_once,
 );
