@@ -34,8 +34,10 @@ pub fn render(messages: &[PostedMessage]) -> String {
     let mut out = String::new();
     for channel in in_order(messages.iter().map(|m| m.channel_id.as_str())) {
         out.push_str(&format!("== {channel} ==\n"));
-        let in_channel: Vec<&PostedMessage> =
-            messages.iter().filter(|m| m.channel_id == channel).collect();
+        let in_channel: Vec<&PostedMessage> = messages
+            .iter()
+            .filter(|m| m.channel_id == channel)
+            .collect();
         for root in in_order(in_channel.iter().map(|m| m.thread_root.as_str())) {
             out.push('\n');
             render_thread(&mut out, root, &in_channel);
@@ -141,7 +143,11 @@ pub fn card_lines(card: &Value) -> Vec<String> {
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    value.get(key).and_then(Value::as_array).into_iter().flatten()
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 fn element_lines(element: &Value, lines: &mut Vec<String>) {
@@ -174,8 +180,25 @@ fn text_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim_end)
         .filter(|line| !line.trim().is_empty())
-        .map(str::to_string)
+        .map(unescape)
         .collect()
+}
+
+/// A line as Teams shows it: a backslash before a punctuation character
+/// only keeps that character from being read as Markdown.
+fn unescape(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match chars.peek() {
+            Some(next) if c == '\\' && next.is_ascii_punctuation() => {
+                out.push(*next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn rich_text(element: &Value) -> String {
@@ -187,7 +210,7 @@ fn rich_text(element: &Value) -> String {
 fn fact_line(fact: &Value) -> String {
     let title = text_of(fact, "title").unwrap_or("").trim_end_matches(':');
     let value = text_of(fact, "value").unwrap_or("");
-    format!("{title}: {value}")
+    format!("{title}: {}", unescape(value))
 }
 
 fn input_line(input: &Value) -> String {
@@ -268,6 +291,21 @@ mod tests {
     }
 
     #[test]
+    fn markdown_escapes_read_as_the_characters_teams_shows() {
+        let card = json!({"type": "AdaptiveCard", "body": [
+            {"type": "TextBlock", "text": r"Alice \(alice@contoso.com\) \*not bold\*, C:\\temp"},
+            {"type": "FactSet", "facts": [{"title": "Rule", "value": r"privileged.group\_member"}]}
+        ]});
+        assert_eq!(
+            card_lines(&card),
+            vec![
+                r"Alice (alice@contoso.com) *not bold*, C:\temp",
+                "Rule: privileged.group_member",
+            ]
+        );
+    }
+
+    #[test]
     fn columns_and_action_sets_inside_a_card_are_read() {
         let card = json!({"type": "AdaptiveCard", "body": [
             {"type": "ColumnSet", "columns": [
@@ -286,7 +324,11 @@ mod tests {
         ]});
         let mut root = message("100", "100", card);
         root.versions.push(root.activity.clone());
-        let reply = message("101", "100", json!({"type": "message", "text": "Approved by Oscar"}));
+        let reply = message(
+            "101",
+            "100",
+            json!({"type": "message", "text": "Approved by Oscar"}),
+        );
         let text = render(&[root, reply]);
 
         let lines: Vec<&str> = text.lines().collect();
@@ -300,9 +342,16 @@ mod tests {
 
     #[test]
     fn replies_in_a_thread_started_elsewhere_are_still_shown() {
-        let reply = message("7", "5", json!({"type": "message", "text": "status: pending"}));
+        let reply = message(
+            "7",
+            "5",
+            json!({"type": "message", "text": "status: pending"}),
+        );
         let text = render(&[reply]);
-        assert!(text.contains("(thread #5, started by someone else)"), "{text}");
+        assert!(
+            text.contains("(thread #5, started by someone else)"),
+            "{text}"
+        );
         assert!(text.contains("        status: pending"), "{text}");
     }
 
