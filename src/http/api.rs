@@ -153,6 +153,10 @@ pub async fn show(
         .load(&id.to_ascii_uppercase())
         .await?
         .ok_or_else(not_found)?;
+    tracing::Span::current()
+        .record("request_id", request.id.as_str())
+        .record("incident", request.incident_number.as_str())
+        .record("target", request.target_upn.as_str());
     let approvals = store.approvals(&request.id).await?;
     let steps = store.steps(&request.id).await?;
     let audit = store.audit_events(Some(&request.id)).await?;

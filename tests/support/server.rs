@@ -36,6 +36,18 @@ impl ServerProcess {
         dir: &Path,
         name: &str,
     ) -> ServerProcess {
+        Self::start_with_env(tenant, store_url, dir, name, &[]).await
+    }
+
+    /// As [`ServerProcess::start`], with `env` set last, so that it can
+    /// change the log format and level or any configuration key.
+    pub async fn start_with_env(
+        tenant: &SimulatedTenant,
+        store_url: &str,
+        dir: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let bind = "127.0.0.1:0".parse().unwrap();
         let config = cordon::demo::sandbox_config_toml(tenant, bind, store_url);
         let config_path = dir.join(format!("{name}.toml"));
@@ -49,6 +61,7 @@ impl ServerProcess {
             .env("CORDON_RUNNER__POLL_INTERVAL", "100ms")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -176,11 +189,16 @@ fn read_port(child: &mut Child, log_path: &Path) -> u16 {
     }
 }
 
+/// The port of the "cordon serving" line, as text (`port=N`) or JSON
+/// (`"port":N`) logs write it.
 fn serving_port(line: &str) -> Option<u16> {
     if !line.contains("cordon serving") {
         return None;
     }
-    let rest = &line[line.find("port=")? + 5..];
+    let (at, key) = ["port=", "\"port\":"]
+        .iter()
+        .find_map(|key| Some((line.find(key)?, key.len())))?;
+    let rest = &line[at + key..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
