@@ -1,7 +1,7 @@
 //! The Graph steps a runbook can name, run for real against the simulated
 //! Graph: resetting authentication methods, requiring a password change,
-//! the verification read-back, and the service-account runbook that keeps
-//! sign-in enabled.
+//! the verification read-back, the service-account runbook that keeps
+//! sign-in enabled, and revoke-only containments.
 
 use std::time::Duration;
 
@@ -198,4 +198,90 @@ async fn a_service_account_has_its_sessions_revoked_and_stays_enabled() {
         .collect();
     assert!(steps.contains(&"notify_owner".to_string()), "{steps:?}");
     assert!(!steps.contains(&"block_sign_in".to_string()), "{steps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_blocked_already_is_offered_and_gets_a_revoke_only_containment() {
+    let sandbox = sandbox(|_| {}).await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let before = sandbox.tenant.connector().messages().len();
+    let text = format!("contain {} {} sessions live", ids::DAVE_UPN, ids::INC_DAVE);
+    sam.say_in_channel(&text).await.unwrap();
+    let refusal = next_message(&sandbox, before).await;
+    assert!(refusal.contains("already blocked"), "{refusal}");
+    assert!(refusal.contains("revoke <upn> <incident>"), "{refusal}");
+
+    let sam_revokes = format!("revoke {} {} sessions live", ids::DAVE_UPN, ids::INC_DAVE);
+    sam.say_in_channel(&sam_revokes).await.unwrap();
+    let id = sandbox
+        .wait_for_request(ids::DAVE_UPN, ids::INC_DAVE)
+        .await
+        .unwrap();
+    let card = sandbox.wait_for_card(&id).await.unwrap();
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    oscar.click("approve", &id, &card, None).await.unwrap();
+    let ended = ["contained", "partially_contained", "failed"];
+    let done = sandbox.wait_for_state(&id, &ended).await.unwrap();
+
+    assert_eq!(done["request"]["state"], "contained", "{done:#}");
+    let revoke = format!("POST /users/{}/revokeSignInSessions", ids::DAVE);
+    assert_eq!(graph_writes(&sandbox, ids::DAVE), [revoke]);
+    assert!(!step_names(&done).contains(&"block_sign_in".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servicenow_asking_to_revoke_sessions_leaves_sign_in_enabled() {
+    let sandbox = sandbox(|_| {}).await;
+    let body = serde_json::json!({
+        "number": ids::INC_ALICE,
+        "affected_user": ids::ALICE_UPN,
+        "requested_by": ids::SAM_UPN,
+        "justification": "suspicious session from a new device",
+        "security_action": "revoke_sessions",
+    });
+    let status = cordon::demo::send_webhook(&sandbox, &body.to_string())
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    let id = sandbox
+        .wait_for_request(ids::ALICE_UPN, ids::INC_ALICE)
+        .await
+        .unwrap();
+    let card = sandbox.wait_for_card(&id).await.unwrap();
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    oscar.click("approve", &id, &card, None).await.unwrap();
+    let done = sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
+
+    let revoke = format!("POST /users/{}/revokeSignInSessions", ids::ALICE);
+    assert_eq!(graph_writes(&sandbox, ids::ALICE), [revoke]);
+    assert!(
+        sandbox
+            .tenant
+            .graph()
+            .user(ids::ALICE)
+            .unwrap()
+            .account_enabled
+    );
+    assert!(!step_names(&done).contains(&"block_sign_in".to_string()));
+}
+
+fn step_names(request: &Value) -> Vec<String> {
+    request["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The text of the message the bot posted after the first `before`.
+async fn next_message(sandbox: &Sandbox, before: usize) -> String {
+    for _ in 0..400 {
+        let messages = sandbox.tenant.connector().messages();
+        if let Some(message) = messages.get(before) {
+            return cordon::sandbox::render_text(&message.activity);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the bot never answered");
 }

@@ -32,6 +32,10 @@ pub struct Proposal {
     pub risk: Option<Risk>,
     pub requester: Requester,
     pub origin: Option<Origin>,
+    /// End the account's sessions without blocking sign-in: asked for with
+    /// the Teams `revoke` command or `security_action = revoke_sessions`,
+    /// and the only containment an already blocked account can get.
+    pub revoke_only: bool,
 }
 
 #[derive(Debug)]
@@ -93,7 +97,12 @@ impl Engine {
                 .clone()
                 .or_else(|| i.short_description.clone()),
         });
-        let plan = match policy::evaluate(
+        let evaluate = if proposal.revoke_only {
+            policy::evaluate_revoke_only
+        } else {
+            policy::evaluate
+        };
+        let plan = match evaluate(
             settings,
             &facts,
             target.as_ref().map(|(facts, _)| facts),

@@ -84,6 +84,8 @@ pub struct ValidProposal {
     pub justification: String,
     pub source: Option<Source>,
     pub risk: Option<Risk>,
+    /// `security_action = revoke_sessions`: end sessions, keep sign-in.
+    pub revoke_only: bool,
 }
 
 /// The longest text accepted in any field, in characters.
@@ -150,6 +152,7 @@ pub fn parse(body: &[u8]) -> Result<ValidProposal, ApiError> {
         justification: required("justification", body.justification)?,
         source,
         risk,
+        revoke_only: body.security_action.is_some(),
     })
 }
 
@@ -231,6 +234,7 @@ pub async fn submit(
         risk: proposal.risk,
         requester,
         origin: None,
+        revoke_only: proposal.revoke_only,
     };
     match engine.propose(submitted).await {
         Ok(IntakeOutcome::Created(request)) => Ok(answer(StatusCode::ACCEPTED, &request)),

@@ -97,7 +97,9 @@ fn check_account_state(kind: RequestKind, upn: &Upn, target: &TargetFacts) -> Re
             let reason = format!("sign-in for '{upn}' is already blocked");
             let hint = "if sessions may still be live, ask for a \
                         revoke-only containment, which ends them without \
-                        touching sign-in";
+                        touching sign-in: `revoke <upn> <incident> \
+                        <justification>` in Teams, or `security_action = \
+                        revoke_sessions` from ServiceNow or the API";
             Err(Refusal::new("target.already_disabled", reason).with_hint(hint))
         }
         (RequestKind::Release, true) => {

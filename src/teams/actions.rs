@@ -109,44 +109,59 @@ async fn run_command(engine: &Arc<Engine>, activity: &Activity, command: Command
             incident,
             justification,
         } => {
-            propose(
-                engine,
-                activity,
-                RequestKind::Containment,
-                upn,
-                incident,
-                justification,
-            )
-            .await
+            let asked = Asked::new(RequestKind::Containment, upn, incident, justification);
+            propose(engine, activity, asked).await
+        }
+        Command::Revoke {
+            upn,
+            incident,
+            justification,
+        } => {
+            let asked = Asked::new(RequestKind::Containment, upn, incident, justification);
+            propose(engine, activity, asked.revoke_only()).await
         }
         Command::Release {
             upn,
             incident,
             reason,
         } => {
-            propose(
-                engine,
-                activity,
-                RequestKind::Release,
-                upn,
-                incident,
-                reason,
-            )
-            .await
+            let asked = Asked::new(RequestKind::Release, upn, incident, reason);
+            propose(engine, activity, asked).await
         }
         Command::Status { query } => status(engine, &query).await,
         Command::Policy { upn } => explain(engine, &upn).await,
     }
 }
 
-async fn propose(
-    engine: &Arc<Engine>,
-    activity: &Activity,
+/// What a `contain`, `revoke` or `release` command asks for.
+struct Asked {
     kind: RequestKind,
     upn: String,
     incident: String,
     justification: String,
-) -> Activity {
+    revoke_only: bool,
+}
+
+impl Asked {
+    fn new(kind: RequestKind, upn: String, incident: String, justification: String) -> Self {
+        Self {
+            kind,
+            upn,
+            incident,
+            justification,
+            revoke_only: false,
+        }
+    }
+
+    fn revoke_only(self) -> Self {
+        Self {
+            revoke_only: true,
+            ..self
+        }
+    }
+}
+
+async fn propose(engine: &Arc<Engine>, activity: &Activity, asked: Asked) -> Activity {
     let Some(requester_id) = activity.from_object_id() else {
         return Activity::message(
             "Cordon could not tell who you are (no Entra object id on the message); \
@@ -157,10 +172,11 @@ async fn propose(
         return Activity::message("Requests are only taken from this organisation's tenant.");
     }
     let proposal = Proposal {
-        kind,
-        upn,
-        incident,
-        justification,
+        kind: asked.kind,
+        upn: asked.upn,
+        incident: asked.incident,
+        justification: asked.justification,
+        revoke_only: asked.revoke_only,
         source: Source::Teams,
         risk: None,
         requester: Requester {

@@ -228,12 +228,19 @@ struct CommandHelp {
     example: &'static str,
 }
 
-const COMMANDS: [CommandHelp; 5] = [
+const COMMANDS: [CommandHelp; 6] = [
     CommandHelp {
         usage: "contain <upn> <incident> <justification...>",
         description: "Ask for approval to contain an account: \
                       block sign-in and revoke its sessions.",
         example: "contain alice@contoso.com INC0012345 token theft suspected",
+    },
+    CommandHelp {
+        usage: "revoke <upn> <incident> <justification...>",
+        description: "Ask for approval to end an account's sessions without \
+                      blocking sign-in, for example when sign-in is blocked \
+                      already.",
+        example: "revoke dave.disabled@contoso.com INC0012346 sessions still active",
     },
     CommandHelp {
         usage: "status <request-id | upn | incident>",

@@ -14,6 +14,12 @@ pub enum Command {
         incident: String,
         justification: String,
     },
+    /// A containment that ends sessions and leaves sign-in as it is.
+    Revoke {
+        upn: String,
+        incident: String,
+        justification: String,
+    },
     Release {
         upn: String,
         incident: String,
@@ -42,10 +48,11 @@ impl fmt::Display for CommandError {
 }
 
 pub const CONTAIN_USAGE: &str = "contain <upn> <incident> <justification>";
+pub const REVOKE_USAGE: &str = "revoke <upn> <incident> <justification>";
 pub const RELEASE_USAGE: &str = "release <upn> <incident> <reason>";
 pub const STATUS_USAGE: &str = "status <request-id | upn | incident>";
 pub const POLICY_USAGE: &str = "policy <upn>";
-const VERBS: [&str; 5] = ["contain", "release", "status", "policy", "help"];
+const VERBS: [&str; 6] = ["contain", "revoke", "release", "status", "policy", "help"];
 
 impl Command {
     pub fn parse(text: &str) -> Result<Command, CommandError> {
@@ -57,6 +64,14 @@ impl Command {
             "contain" => {
                 let (upn, incident, why) = three_part(&rest, CONTAIN_USAGE, "justification")?;
                 Ok(Command::Contain {
+                    upn,
+                    incident,
+                    justification: why,
+                })
+            }
+            "revoke" => {
+                let (upn, incident, why) = three_part(&rest, REVOKE_USAGE, "justification")?;
+                Ok(Command::Revoke {
                     upn,
                     incident,
                     justification: why,
@@ -74,7 +89,10 @@ impl Command {
                 [query] => Ok(Command::Status {
                     query: query.to_string(),
                 }),
-                _ => Err(usage("status needs exactly one request id, UPN or incident", STATUS_USAGE)),
+                _ => Err(usage(
+                    "status needs exactly one request id, UPN or incident",
+                    STATUS_USAGE,
+                )),
             },
             "policy" => match rest.as_slice() {
                 [upn] => Ok(Command::Policy {
@@ -97,9 +115,7 @@ fn three_part(
         [] => Err(usage("the user's UPN is missing", usage_text)),
         [_] => Err(usage("the incident number is missing", usage_text)),
         [_, _] => Err(usage(&format!("the {last} is missing"), usage_text)),
-        [upn, incident, why @ ..] => {
-            Ok((upn.to_string(), incident.to_string(), why.join(" ")))
-        }
+        [upn, incident, why @ ..] => Ok((upn.to_string(), incident.to_string(), why.join(" "))),
     }
 }
 
@@ -118,6 +134,7 @@ fn unknown_verb(verb: &str) -> CommandError {
         .unwrap_or("help");
     let usage_text = match closest {
         "contain" => CONTAIN_USAGE,
+        "revoke" => REVOKE_USAGE,
         "release" => RELEASE_USAGE,
         "status" => STATUS_USAGE,
         "policy" => POLICY_USAGE,
@@ -126,7 +143,7 @@ fn unknown_verb(verb: &str) -> CommandError {
     let message = if edit_distance(verb, closest) <= 2 {
         format!("unknown command `{verb}`; did you mean `{closest}`?")
     } else {
-        format!("unknown command `{verb}`; the commands are contain, status, release, policy and help")
+        format!("unknown command `{verb}`; the commands are contain, revoke, status, release, policy and help")
     };
     CommandError {
         message,
@@ -158,7 +175,8 @@ mod tests {
 
     #[test]
     fn contain_takes_the_rest_of_the_line_as_justification() {
-        let command = Command::parse("/Contain alice@contoso.com INC0010001 token theft seen").unwrap();
+        let command =
+            Command::parse("/Contain alice@contoso.com INC0010001 token theft seen").unwrap();
         assert_eq!(
             command,
             Command::Contain {
@@ -179,9 +197,28 @@ mod tests {
     }
 
     #[test]
+    fn revoke_is_a_containment_command_of_its_own() {
+        let command = Command::parse("/Revoke dave@contoso.com INC2 still signed in").unwrap();
+        assert_eq!(
+            command,
+            Command::Revoke {
+                upn: "dave@contoso.com".into(),
+                incident: "INC2".into(),
+                justification: "still signed in".into(),
+            }
+        );
+        let error = Command::parse("revoke dave@contoso.com").unwrap_err();
+        assert_eq!(error.usage, REVOKE_USAGE);
+    }
+
+    #[test]
     fn a_mistyped_verb_gets_a_suggestion() {
         let error = Command::parse("contian alice@contoso.com INC1 x").unwrap_err();
-        assert!(error.message.contains("did you mean `contain`"), "{}", error.message);
+        assert!(
+            error.message.contains("did you mean `contain`"),
+            "{}",
+            error.message
+        );
         let error = Command::parse("launch missiles").unwrap_err();
         assert!(error.message.contains("the commands are"));
     }
@@ -190,11 +227,15 @@ mod tests {
     fn status_policy_and_help_parse() {
         assert_eq!(
             Command::parse("STATUS CR-ABCDEFGH").unwrap(),
-            Command::Status { query: "CR-ABCDEFGH".into() }
+            Command::Status {
+                query: "CR-ABCDEFGH".into()
+            }
         );
         assert_eq!(
             Command::parse("policy a@b.c").unwrap(),
-            Command::Policy { upn: "a@b.c".into() }
+            Command::Policy {
+                upn: "a@b.c".into()
+            }
         );
         assert_eq!(Command::parse("  help ").unwrap(), Command::Help);
     }
