@@ -62,7 +62,10 @@ impl Fake {
     }
 }
 
-async fn token(State(fake): State<Arc<Fake>>, Form(form): Form<HashMap<String, String>>) -> Json<Value> {
+async fn token(
+    State(fake): State<Arc<Fake>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Json<Value> {
     let n = fake.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
     fake.token_forms.lock().unwrap().push(form);
     Json(json!({
@@ -85,7 +88,12 @@ async fn connector(
         .get("authorization")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let received = Received { method, path: uri.path().to_owned(), authorization, body };
+    let received = Received {
+        method,
+        path: uri.path().to_owned(),
+        authorization,
+        body,
+    };
     let n = {
         let mut all = fake.received.lock().unwrap();
         all.push(received.clone());
@@ -109,12 +117,21 @@ fn scripted(status: u16, retry_after: Option<&str>, body: Value) -> Response {
 
 fn success(received: &Received, n: usize) -> Response {
     if received.path.ends_with("/v3/conversations") {
-        let channel = received.body["channelData"]["channel"]["id"].as_str().unwrap();
+        let channel = received.body["channelData"]["channel"]["id"]
+            .as_str()
+            .unwrap();
         let id = format!("{channel};messageid=root-{n}");
-        return (StatusCode::CREATED, Json(json!({ "id": id, "activityId": format!("root-{n}") })))
+        return (
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "activityId": format!("root-{n}") })),
+        )
             .into_response();
     }
-    (StatusCode::CREATED, Json(json!({ "id": format!("activity-{n}") }))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": format!("activity-{n}") })),
+    )
+        .into_response()
 }
 
 struct Fixture {
@@ -192,7 +209,11 @@ async fn one_token_serves_many_sends() {
     assert_eq!(form["client_id"], "bot-app");
     assert_eq!(form["client_secret"], "bot-password");
     assert_eq!(form["scope"], "https://api.botframework.com/.default");
-    assert!(fixture.fake.received().iter().all(|r| r.authorization == "Bearer token-1"));
+    assert!(fixture
+        .fake
+        .received()
+        .iter()
+        .all(|r| r.authorization == "Bearer token-1"));
 }
 
 #[tokio::test]
@@ -209,8 +230,16 @@ async fn the_token_is_renewed_once_five_minutes_before_it_expires() {
     send().await.unwrap();
 
     assert_eq!(fixture.fake.tokens(), 2);
-    let auths: Vec<_> = fixture.fake.received().into_iter().map(|r| r.authorization).collect();
-    assert_eq!(auths, ["Bearer token-1", "Bearer token-2", "Bearer token-2"]);
+    let auths: Vec<_> = fixture
+        .fake
+        .received()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
+    assert_eq!(
+        auths,
+        ["Bearer token-1", "Bearer token-2", "Bearer token-2"]
+    );
 }
 
 #[tokio::test]
@@ -222,7 +251,9 @@ async fn concurrent_sends_share_one_token_request() {
         let (client, url) = (client.clone(), fixture.service_url());
         sends.spawn(async move {
             let id = format!("a:{n}");
-            client.send_to_conversation(&url, &id, &Activity::message("hi")).await
+            client
+                .send_to_conversation(&url, &id, &Activity::message("hi"))
+                .await
         });
     }
     while let Some(sent) = sends.join_next().await {
@@ -244,9 +275,15 @@ async fn a_channel_thread_is_created_with_the_teams_parameters() {
         .unwrap();
 
     assert_eq!(thread, ThreadRef::new(CHANNEL, "root-1"));
-    assert_eq!(thread.conversation_id, format!("{CHANNEL};messageid=root-1"));
+    assert_eq!(
+        thread.conversation_id,
+        format!("{CHANNEL};messageid=root-1")
+    );
     let request = &fixture.fake.received()[0];
-    assert_eq!((&request.method, request.path.as_str()), (&Method::POST, "/teams/v3/conversations"));
+    assert_eq!(
+        (&request.method, request.path.as_str()),
+        (&Method::POST, "/teams/v3/conversations")
+    );
     assert_eq!(request.body["isGroup"], true);
     assert_eq!(request.body["channelData"]["channel"]["id"], CHANNEL);
     assert_eq!(request.body["channelData"]["tenant"]["id"], TENANT);
@@ -259,7 +296,11 @@ async fn a_threaded_reply_is_posted_to_the_encoded_thread_conversation() {
     let fixture = Fixture::start().await;
     let id = fixture
         .client()
-        .reply_in_thread(&fixture.service_url(), &thread(), &Activity::message("step 1 done"))
+        .reply_in_thread(
+            &fixture.service_url(),
+            &thread(),
+            &Activity::message("step 1 done"),
+        )
         .await
         .unwrap();
 
@@ -288,7 +329,12 @@ async fn an_activity_is_updated_with_put_on_its_encoded_path() {
     let card = Activity::card(json!({ "type": "AdaptiveCard", "version": "1.5" }));
     fixture
         .client()
-        .update_activity(&fixture.service_url(), &thread().conversation_id, "1:abc", &card)
+        .update_activity(
+            &fixture.service_url(),
+            &thread().conversation_id,
+            "1:abc",
+            &card,
+        )
         .await
         .unwrap();
 
@@ -316,7 +362,9 @@ async fn an_answer_without_body_gives_no_activity_id() {
 #[tokio::test]
 async fn throttling_is_retried_after_the_time_the_server_asks() {
     let fixture = Fixture::start().await;
-    fixture.fake.answer_next([(429, Some("0"), error_body("Throttled"))]);
+    fixture
+        .fake
+        .answer_next([(429, Some("0"), error_body("Throttled"))]);
     // Backoff of an hour: only an honoured Retry-After lets the call end.
     let patient = RetryPolicy {
         max_attempts: 3,
@@ -325,8 +373,7 @@ async fn throttling_is_retried_after_the_time_the_server_asks() {
         max_total: Duration::from_secs(7200),
     };
     let client = fixture.client_with(patient);
-    let (service_url, thread, hello) =
-        (fixture.service_url(), thread(), Activity::message("hi"));
+    let (service_url, thread, hello) = (fixture.service_url(), thread(), Activity::message("hi"));
     let send = client.reply_in_thread(&service_url, &thread, &hello);
     let sent = tokio::time::timeout(Duration::from_secs(30), send).await;
     assert!(sent.expect("Retry-After was not honoured").is_ok());
@@ -361,14 +408,18 @@ async fn retries_stop_when_the_attempts_are_spent() {
         .unwrap_err();
     assert!(error.is_transient());
     assert!(matches!(error, ConnectorError::Api { status: 503, .. }));
-    assert_eq!(fixture.fake.sends(), RetryPolicy::fast().max_attempts as usize);
+    assert_eq!(
+        fixture.fake.sends(),
+        RetryPolicy::fast().max_attempts as usize
+    );
 }
 
 #[tokio::test]
 async fn final_answers_are_not_retried() {
+    // A 401 is final too, once the token has been renewed; see
+    // a_token_refused_twice_is_final.
     let cases = [
         (400, "BadSyntax"),
-        (401, "BotNotRegistered"),
         (403, "BotNotInConversationRoster"),
         (404, "ConversationNotFound"),
         (413, "MessageSizeTooBig"),
@@ -384,7 +435,12 @@ async fn final_answers_are_not_retried() {
 
         assert_eq!(fixture.fake.sends(), 1, "{status} was retried");
         assert!(!error.is_transient());
-        let ConnectorError::Api { status: got, code: got_code, message, correlation_id } = error
+        let ConnectorError::Api {
+            status: got,
+            code: got_code,
+            message,
+            correlation_id,
+        } = error
         else {
             panic!("{status} gave {error:?}");
         };
@@ -396,14 +452,43 @@ async fn final_answers_are_not_retried() {
 }
 
 #[tokio::test]
-async fn a_refused_token_is_replaced_on_the_next_call() {
+async fn a_refused_token_is_renewed_once_and_the_call_repeated() {
     let fixture = Fixture::start().await;
     let client = fixture.client();
-    fixture.fake.answer_next([(401, None, error_body("BotNotRegistered"))]);
     let url = fixture.service_url();
-    assert!(client.send_to_conversation(&url, "a:1", &Activity::message("1")).await.is_err());
-    client.send_to_conversation(&url, "a:1", &Activity::message("2")).await.unwrap();
+    client
+        .send_to_conversation(&url, "a:1", &Activity::message("1"))
+        .await
+        .unwrap();
+    fixture
+        .fake
+        .answer_next([(401, None, error_body("TokenExpired"))]);
+
+    client
+        .send_to_conversation(&url, "a:1", &Activity::message("2"))
+        .await
+        .unwrap();
+
     assert_eq!(fixture.fake.tokens(), 2);
+    assert_eq!(fixture.fake.sends(), 3);
+}
+
+#[tokio::test]
+async fn a_token_refused_twice_is_final() {
+    let fixture = Fixture::start().await;
+    let client = fixture.client();
+    let refused = (401, None, error_body("BotNotRegistered"));
+    fixture.fake.answer_next([refused.clone(), refused]);
+    let url = fixture.service_url();
+
+    let error = client
+        .send_to_conversation(&url, "a:1", &Activity::message("1"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.status(), Some(401));
+    assert_eq!(fixture.fake.tokens(), 2);
+    assert_eq!(fixture.fake.sends(), 2);
 }
 
 #[tokio::test]
@@ -440,14 +525,19 @@ async fn an_oversized_activity_is_refused_before_sending() {
 #[tokio::test]
 async fn sends_beyond_the_thread_limit_wait_for_the_window() {
     let fixture = Fixture::start().await;
-    let limits = ThreadLimits::new(vec![Window { max: 3, per: Duration::from_secs(60) }]);
+    let limits = ThreadLimits::new(vec![Window {
+        max: 3,
+        per: Duration::from_secs(60),
+    }]);
     let client = fixture.client().with_thread_limits(limits);
     let mut sends = tokio::task::JoinSet::new();
     for n in 0..5 {
         let (client, url) = (client.clone(), fixture.service_url());
         sends.spawn(async move {
             let text = format!("step {n}");
-            client.reply_in_thread(&url, &thread(), &Activity::message(text)).await
+            client
+                .reply_in_thread(&url, &thread(), &Activity::message(text))
+                .await
         });
     }
 

@@ -105,6 +105,14 @@ pub enum ConnectorError {
 
 impl ConnectorError {
     /// Whether the same call may succeed later, once retries are spent.
+    /// The HTTP status the Bot Connector answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Api { status, .. } => is_transient_status(*status),
@@ -183,7 +191,9 @@ impl ConnectorClient {
             "tenantId": tenant_id,
         });
         let url = conversations_url(service_url);
-        let answer = self.call(Method::POST, &url, channel_id, &parameters).await?;
+        let answer = self
+            .call(Method::POST, &url, channel_id, &parameters)
+            .await?;
         thread_from_answer(channel_id, answer)
     }
 
@@ -241,18 +251,28 @@ impl ConnectorClient {
         conversation_id: &str,
         body: &impl Serialize,
     ) -> Result<Option<Value>, ConnectorError> {
-        let body = serde_json::to_vec(body)
-            .map_err(|error| ConnectorError::Decode(error.to_string()))?;
+        let body =
+            serde_json::to_vec(body).map_err(|error| ConnectorError::Decode(error.to_string()))?;
         if body.len() > MAX_ACTIVITY_BYTES {
             return Err(ConnectorError::TooLarge { bytes: body.len() });
         }
         let mut waited = Duration::ZERO;
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
             self.throttle.acquire(conversation_id).await;
-            let (error, asked) = match self.attempt(method.clone(), url, &body).await? {
-                Attempt::Answered(answer) => return Ok(answer),
-                Attempt::Failed { error, retry_after } => (error, retry_after),
+            let (error, asked) = match self.attempt(method.clone(), url, &body).await {
+                Ok(Attempt::Answered(answer)) => return Ok(answer),
+                Ok(Attempt::Failed { error, retry_after }) => (error, retry_after),
+                // A cached token the connector no longer takes (expired
+                // early, or revoked) is renewed once and the call repeated;
+                // a second 401 is final.
+                Err(error) if error.status() == Some(401) && !renewed => {
+                    tracing::warn!("bot connector refused the token; renewing it once");
+                    renewed = true;
+                    continue;
+                }
+                Err(error) => return Err(error),
             };
             let Some(delay) = self.retry.next_delay(attempt, asked, waited) else {
                 return Err(error);
@@ -285,7 +305,10 @@ impl ConnectorClient {
             Ok(response) => response,
             Err(error) if error.is_connect() => {
                 let error = ConnectorError::Transport(error);
-                return Ok(Attempt::Failed { error, retry_after: None });
+                return Ok(Attempt::Failed {
+                    error,
+                    retry_after: None,
+                });
             }
             Err(error) => return Err(ConnectorError::Transport(error)),
         };
@@ -293,7 +316,8 @@ impl ConnectorClient {
             return read_answer(response).await.map(Attempt::Answered);
         }
         if response.status() == StatusCode::UNAUTHORIZED {
-            // The token may have been revoked; the next call asks anew.
+            // The token may have expired early or been revoked: forget it,
+            // so that the next request asks for a new one.
             self.tokens.forget().await;
         }
         let asked = retry_after(response.headers());
@@ -301,7 +325,10 @@ impl ConnectorClient {
         if !error.is_transient() {
             return Err(error);
         }
-        Ok(Attempt::Failed { error, retry_after: asked })
+        Ok(Attempt::Failed {
+            error,
+            retry_after: asked,
+        })
     }
 }
 
@@ -339,7 +366,12 @@ async fn api_error(response: Response) -> ConnectorError {
         .ok()
         .and_then(|answer| answer.error);
     let (code, message) = detail.map_or((None, None), |d| (d.code, d.message));
-    ConnectorError::Api { status, code, message, correlation_id }
+    ConnectorError::Api {
+        status,
+        code,
+        message,
+        correlation_id,
+    }
 }
 
 fn activity_id(answer: Option<Value>) -> Option<String> {
@@ -359,7 +391,10 @@ fn thread_from_answer(
         .transpose()
         .map_err(|error| ConnectorError::Decode(error.to_string()))?
         .ok_or_else(missing)?;
-    let from_id = created.id.as_deref().and_then(ThreadRef::from_conversation_id);
+    let from_id = created
+        .id
+        .as_deref()
+        .and_then(ThreadRef::from_conversation_id);
     match (created.activity_id, from_id) {
         (Some(root), Some(thread)) => Ok(ThreadRef {
             root_activity_id: root,
