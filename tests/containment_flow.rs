@@ -517,3 +517,27 @@ async fn the_policy_command_explains_without_an_incident_and_changes_nothing() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_ids_are_forgotten_a_day_after_they_were_seen() {
+    let sandbox = sandbox().await;
+    let store = &sandbox.engine.store;
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 60 * 60 * 1000;
+    for (id, at) in [("19:a|old", now - 25 * hour), ("19:a|recent", now - hour)] {
+        sqlx::query("INSERT INTO seen_activities (activity_id, at) VALUES ($1, $2)")
+            .bind(id)
+            .bind(at)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+
+    cordon::containment::runner::Runner::new(sandbox.engine.clone())
+        .tick()
+        .await
+        .unwrap();
+
+    assert!(store.first_sighting("19:a|old").await.unwrap(), "forgotten");
+    assert!(!store.first_sighting("19:a|recent").await.unwrap(), "kept");
+}

@@ -8,6 +8,7 @@
 //! stopped. The same loop expires requests that waited too long for
 //! approval.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +25,19 @@ use super::state::{RequestState, Transition};
 use super::steps::{changes_identity, step_label, StepContext, StepResult};
 use super::Engine;
 
+/// How long an activity id is remembered to ignore Teams' resends of it.
+/// Teams resends within seconds; a day leaves a wide margin.
+pub const SEEN_ACTIVITY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How often a replica forgets activity ids older than the retention.
+const FORGET_EVERY_MS: i64 = 60 * 60 * 1000;
+
 pub struct Runner {
     engine: Arc<Engine>,
     owner: String,
     permits: Arc<Semaphore>,
+    /// When this replica last forgot old activity ids (unix ms; 0: never).
+    forgotten_at: AtomicI64,
 }
 
 impl Runner {
@@ -42,6 +52,7 @@ impl Runner {
             engine,
             owner,
             permits,
+            forgotten_at: AtomicI64::new(0),
         }
     }
 
@@ -60,10 +71,17 @@ impl Runner {
         }
     }
 
-    /// One pass: expire stale approvals, claim and start runnable requests.
+    /// One pass: expire stale approvals, forget old activity ids (hourly),
+    /// claim and start runnable requests.
     pub async fn tick(&self) -> Result<(), StoreError> {
-        for id in self.engine.store.expired_requests(now_millis()).await? {
+        let now = now_millis();
+        for id in self.engine.store.expired_requests(now).await? {
             self.engine.expire(&id).await;
+        }
+        if now - self.forgotten_at.load(Ordering::Relaxed) >= FORGET_EVERY_MS {
+            let before = now - SEEN_ACTIVITY_RETENTION_MS;
+            self.engine.store.forget_activities(before).await?;
+            self.forgotten_at.store(now, Ordering::Relaxed);
         }
         let free = self.permits.available_permits() as i64;
         if free == 0 {
