@@ -17,10 +17,11 @@ pub mod runner;
 pub mod state;
 pub mod steps;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 
 use crate::botframework::Activity;
 use crate::config::Config;
@@ -43,7 +44,13 @@ pub struct Engine {
     /// Wakes this replica's runner when a request becomes runnable.
     pub wake: Arc<Notify>,
     approver_cache: moka::future::Cache<String, bool>,
+    /// Turns to publish, one per request id (striped): see
+    /// [`Engine::publish`].
+    publishing: Vec<Mutex<()>>,
 }
+
+/// How many locks the requests' publishing turns are spread over.
+const PUBLISH_STRIPES: usize = 64;
 
 impl Engine {
     pub fn new(
@@ -64,6 +71,7 @@ impl Engine {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            publishing: (0..PUBLISH_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -111,7 +119,14 @@ impl Engine {
     /// through the thread's outbox: this returns without waiting for Teams
     /// (card updates are coalesced, replies kept in order). Chat failures
     /// are logged, never raised: the run goes on.
+    ///
+    /// Publishers of one request take turns, from reading the request to
+    /// queueing its card: the outbox keeps only the card queued last, so a
+    /// card read earlier but queued later (the approval's, rendered while
+    /// the runner raced ahead) would otherwise stay on the thread as the
+    /// final one, showing "Approved, starting" on a finished run.
     pub async fn publish(&self, request_id: &str, reply: Option<String>) {
+        let _turn = self.publish_turn(request_id).lock().await;
         let request = match self.store.require(request_id).await {
             Ok(request) => request,
             Err(e) => {
@@ -130,6 +145,12 @@ impl Engine {
             }
         };
         self.teams.post(thread, card, reply.map(Activity::message));
+    }
+
+    fn publish_turn(&self, request_id: &str) -> &Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        request_id.hash(&mut hasher);
+        &self.publishing[hasher.finish() as usize % self.publishing.len()]
     }
 
     /// Tells the requester, where they asked from Teams.
