@@ -90,6 +90,7 @@ fn warm_key_validation(c: &mut Criterion) {
             tenant_id: TENANT.into(),
             openid_metadata_url: format!("{base}/metadata"),
             tenant_openid_metadata_url: format!("{base}/metadata"),
+            entra_caller_app_ids: Vec::new(),
             allow_anonymous: false,
         },
         reqwest::Client::new(),

@@ -92,6 +92,10 @@ pub struct BotConfig {
     /// tokens. Defaults to the public cloud's address for `tenant_id`.
     #[serde(default)]
     pub tenant_openid_metadata_url: Option<String>,
+    /// The app ids whose tokens from the tenant's Entra issuers are
+    /// believed; empty: only Bot Framework issuer tokens are.
+    #[serde(default)]
+    pub entra_caller_app_ids: Vec<String>,
     /// Defaults to the public cloud's token endpoint for `tenant_id`.
     #[serde(default)]
     pub token_url: Option<String>,
@@ -352,7 +356,10 @@ impl Config {
         for (key, value) in [
             ("bot.app_id", &self.bot.app_id),
             ("bot.tenant_id", &self.bot.tenant_id),
-            ("teams.approvals_channel_id", &self.teams.approvals_channel_id),
+            (
+                "teams.approvals_channel_id",
+                &self.teams.approvals_channel_id,
+            ),
             ("graph.client_id", &self.graph.client_id),
             ("servicenow.instance_url", &self.servicenow.instance_url),
         ] {
@@ -577,18 +584,15 @@ mod tests {
         let error = Config::from_toml_and_env(&text, env(&[])).unwrap_err();
         assert!(error.to_string().contains("urll"), "{error}");
         let error =
-            Config::from_toml_and_env(MINIMAL, env(&[("CORDON_BOT__APP_IDD", "x")]))
-                .unwrap_err();
+            Config::from_toml_and_env(MINIMAL, env(&[("CORDON_BOT__APP_IDD", "x")])).unwrap_err();
         assert!(error.to_string().contains("app_idd"), "{error}");
     }
 
     #[test]
     fn anonymous_activities_on_a_public_bind_stop_the_start() {
-        let error = Config::from_toml_and_env(
-            MINIMAL,
-            env(&[("CORDON_BOT__ALLOW_ANONYMOUS", "true")]),
-        )
-        .unwrap_err();
+        let error =
+            Config::from_toml_and_env(MINIMAL, env(&[("CORDON_BOT__ALLOW_ANONYMOUS", "true")]))
+                .unwrap_err();
         assert!(error.to_string().contains("allow_anonymous"), "{error}");
         let ok = Config::from_toml_and_env(
             MINIMAL,

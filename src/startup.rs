@@ -57,7 +57,12 @@ impl Application {
         Self::build_with(config, Timing::default()).await
     }
 
+    /// Builds with the given timing knobs. The configuration is checked
+    /// again here, so that one built in code cannot skip the rules
+    /// [`Config::load`] applies (anonymous activities on a public address,
+    /// say).
     pub async fn build_with(config: Config, timing: Timing) -> anyhow::Result<Application> {
+        config.validate().context("checking the configuration")?;
         let config = Arc::new(config);
         let store = Store::connect(&config.store.url)
             .await
@@ -70,6 +75,7 @@ impl Application {
                 tenant_id: config.bot.tenant_id.clone(),
                 openid_metadata_url: config.bot.openid_metadata_url.clone(),
                 tenant_openid_metadata_url: config.bot.tenant_openid_metadata_url(),
+                entra_caller_app_ids: config.bot.entra_caller_app_ids.clone(),
                 allow_anonymous: config.bot.allow_anonymous,
             },
             http,

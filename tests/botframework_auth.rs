@@ -67,7 +67,10 @@ async fn bot_metadata(State(issuers): State<Arc<Issuers>>) -> Answer {
     issuers.bot_fetches.fetch_add(1, Ordering::SeqCst);
     let base = issuers.base.lock().unwrap().clone();
     let jwks_uri = format!("{base}/bf/keys");
-    answer(&issuers, json!({ "issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": jwks_uri }))
+    answer(
+        &issuers,
+        json!({ "issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": jwks_uri }),
+    )
 }
 
 async fn bot_keys(State(issuers): State<Arc<Issuers>>) -> Answer {
@@ -135,6 +138,7 @@ impl Fixture {
             tenant_id: TENANT.into(),
             openid_metadata_url: format!("{}/bf/metadata", self.base),
             tenant_openid_metadata_url: format!("{}/tenant/metadata", self.base),
+            entra_caller_app_ids: vec![CONNECTOR_APP_ID.into()],
             allow_anonymous: false,
         }
     }
@@ -145,7 +149,10 @@ impl Fixture {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn bot_claims() -> Value {
@@ -165,9 +172,12 @@ fn entra_claims(issuer: &str) -> Value {
         "exp": now() + 3600,
         "nbf": now() - 60,
         "tid": TENANT,
-        "appid": "d6d49420-f39b-4df7-a1dc-d59a935871db",
+        "appid": CONNECTOR_APP_ID,
     })
 }
+
+/// The calling app of the Entra tokens here, listed as the Bot Connector's.
+const CONNECTOR_APP_ID: &str = "d6d49420-f39b-4df7-a1dc-d59a935871db";
 
 fn sts_issuer(tenant: &str) -> String {
     format!("https://sts.windows.net/{tenant}/")
@@ -243,7 +253,7 @@ async fn entra_tokens_of_the_configured_tenant_are_accepted_in_both_forms() {
         let caller = check(&auth, &token).await.unwrap();
         let expected = Caller::BotConnector {
             issuer,
-            app_id: "d6d49420-f39b-4df7-a1dc-d59a935871db".into(),
+            app_id: CONNECTOR_APP_ID.into(),
         };
         assert_eq!(caller, expected);
     }
@@ -251,11 +261,61 @@ async fn entra_tokens_of_the_configured_tenant_are_accepted_in_both_forms() {
 }
 
 #[tokio::test]
+async fn an_entra_token_from_an_app_not_listed_as_the_connector_is_forbidden() {
+    let fixture = Fixture::start().await;
+    let auth = fixture.authenticator();
+    let mut claims = entra_claims(&sts_issuer(TENANT));
+    claims["appid"] = json!("0b2c7a11-0000-4000-8000-00000000beef");
+    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    assert_refused(check(&auth, &token).await, 403, "entra_caller");
+
+    // A v2 token names its caller in `azp`.
+    let v2 = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
+    let mut claims = entra_claims(&v2);
+    claims.as_object_mut().unwrap().remove("appid");
+    claims["azp"] = json!(CONNECTOR_APP_ID);
+    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    assert!(check(&auth, &token).await.is_ok());
+    claims["azp"] = json!("0b2c7a11-0000-4000-8000-00000000beef");
+    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    assert_refused(check(&auth, &token).await, 403, "entra_caller");
+}
+
+#[tokio::test]
+async fn with_no_listed_caller_every_entra_token_is_forbidden() {
+    let fixture = Fixture::start().await;
+    let settings = AuthSettings {
+        entra_caller_app_ids: Vec::new(),
+        ..fixture.settings()
+    };
+    let auth = BotAuthenticator::new(settings, reqwest::Client::new());
+    let token = sign_with(TENANT_KEY, "tenant-1", &entra_claims(&sts_issuer(TENANT)));
+    assert_refused(check(&auth, &token).await, 403, "entra_caller");
+}
+
+#[tokio::test]
+async fn an_entra_token_naming_another_service_url_is_refused() {
+    let fixture = Fixture::start().await;
+    let mut claims = entra_claims(&sts_issuer(TENANT));
+    claims["serviceurl"] = json!("https://smba.trafficmanager.net/amer/");
+    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    assert_refused(
+        check(&fixture.authenticator(), &token).await,
+        401,
+        "service_url",
+    );
+}
+
+#[tokio::test]
 async fn a_token_from_an_unknown_issuer_is_refused_before_any_key_fetch() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["iss"] = json!("https://evil.example");
-    assert_refused(check(&fixture.authenticator(), &bot_token(&claims)).await, 401, "issuer");
+    assert_refused(
+        check(&fixture.authenticator(), &bot_token(&claims)).await,
+        401,
+        "issuer",
+    );
     assert_eq!(fixture.issuers.bot_fetches(), 0);
 }
 
@@ -303,7 +363,9 @@ async fn an_audience_list_holding_the_app_id_is_accepted() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["aud"] = json!(["someone-else", APP_ID]);
-    assert!(check(&fixture.authenticator(), &bot_token(&claims)).await.is_ok());
+    assert!(check(&fixture.authenticator(), &bot_token(&claims))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -311,7 +373,11 @@ async fn a_token_expired_beyond_the_skew_is_refused() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["exp"] = json!(now() - 6 * 60);
-    assert_refused(check(&fixture.authenticator(), &bot_token(&claims)).await, 401, "expiry");
+    assert_refused(
+        check(&fixture.authenticator(), &bot_token(&claims)).await,
+        401,
+        "expiry",
+    );
 }
 
 #[tokio::test]
@@ -319,7 +385,9 @@ async fn a_token_expired_within_the_skew_is_accepted() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["exp"] = json!(now() - 4 * 60);
-    assert!(check(&fixture.authenticator(), &bot_token(&claims)).await.is_ok());
+    assert!(check(&fixture.authenticator(), &bot_token(&claims))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -336,7 +404,9 @@ async fn a_token_valid_within_the_skew_is_accepted() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["nbf"] = json!(now() + 4 * 60);
-    assert!(check(&fixture.authenticator(), &bot_token(&claims)).await.is_ok());
+    assert!(check(&fixture.authenticator(), &bot_token(&claims))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -344,7 +414,11 @@ async fn a_token_without_expiry_is_refused() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims.as_object_mut().unwrap().remove("exp");
-    assert_refused(check(&fixture.authenticator(), &bot_token(&claims)).await, 401, "expiry");
+    assert_refused(
+        check(&fixture.authenticator(), &bot_token(&claims)).await,
+        401,
+        "expiry",
+    );
 }
 
 // --- Algorithms and signatures ------------------------------------------
@@ -359,7 +433,11 @@ fn unsigned_token(alg: &str, claims: &Value) -> String {
 async fn an_unsigned_token_is_refused() {
     let fixture = Fixture::start().await;
     let token = unsigned_token("none", &bot_claims());
-    assert_refused(check(&fixture.authenticator(), &token).await, 401, "algorithm");
+    assert_refused(
+        check(&fixture.authenticator(), &token).await,
+        401,
+        "algorithm",
+    );
     assert_eq!(fixture.issuers.bot_fetches(), 0);
 }
 
@@ -370,7 +448,11 @@ async fn an_hmac_token_keyed_with_the_public_key_is_refused() {
     header.kid = Some("bot-a".into());
     let key = EncodingKey::from_secret(BOT_PUBLIC_A.as_bytes());
     let token = jsonwebtoken::encode(&header, &bot_claims(), &key).unwrap();
-    assert_refused(check(&fixture.authenticator(), &token).await, 401, "algorithm");
+    assert_refused(
+        check(&fixture.authenticator(), &token).await,
+        401,
+        "algorithm",
+    );
 }
 
 #[tokio::test]
@@ -397,7 +479,11 @@ async fn rs512_tokens_are_accepted() {
 async fn a_token_signed_by_another_key_under_a_known_kid_is_refused() {
     let fixture = Fixture::start().await;
     let token = sign_with(BOT_KEY_B, "bot-a", &bot_claims());
-    assert_refused(check(&fixture.authenticator(), &token).await, 401, "signature");
+    assert_refused(
+        check(&fixture.authenticator(), &token).await,
+        401,
+        "signature",
+    );
 }
 
 #[tokio::test]
@@ -446,7 +532,9 @@ async fn a_rotated_key_is_accepted_after_a_rate_limited_refresh() {
     assert_eq!(fixture.issuers.bot_fetches(), 1);
 
     // The issuer starts signing with a new key; too soon to refresh.
-    fixture.issuers.publish_bot_key(jwk(BOT_KEY_B, "bot-b", &["msteams"]));
+    fixture
+        .issuers
+        .publish_bot_key(jwk(BOT_KEY_B, "bot-b", &["msteams"]));
     let rotated = sign_with(BOT_KEY_B, "bot-b", &bot_claims());
     assert_refused(check(&auth, &rotated).await, 401, "key_id");
     assert_eq!(fixture.issuers.bot_fetches(), 1);
@@ -545,7 +633,9 @@ async fn a_service_url_differing_in_case_and_final_slash_is_accepted() {
     let fixture = Fixture::start().await;
     let mut claims = bot_claims();
     claims["serviceurl"] = json!("https://SMBA.trafficmanager.net/emea");
-    assert!(check(&fixture.authenticator(), &bot_token(&claims)).await.is_ok());
+    assert!(check(&fixture.authenticator(), &bot_token(&claims))
+        .await
+        .is_ok());
 }
 
 // --- Endorsements and tenant ---------------------------------------------
@@ -575,9 +665,17 @@ async fn an_activity_from_another_tenant_is_forbidden() {
     let header = bearer(&bot_token(&bot_claims()));
     let mut foreign = activity();
     foreign.channel_data = Some(json!({ "tenant": { "id": OTHER_TENANT } }));
-    assert_refused(auth.authenticate(Some(&header), &foreign).await, 403, "tenant");
+    assert_refused(
+        auth.authenticate(Some(&header), &foreign).await,
+        403,
+        "tenant",
+    );
     foreign.channel_data = None;
-    assert_refused(auth.authenticate(Some(&header), &foreign).await, 403, "tenant");
+    assert_refused(
+        auth.authenticate(Some(&header), &foreign).await,
+        403,
+        "tenant",
+    );
 }
 
 // --- Header ---------------------------------------------------------------
@@ -621,7 +719,10 @@ async fn an_oversized_token_is_refused_unread() {
 #[tokio::test]
 async fn a_request_without_token_is_refused_by_default() {
     let fixture = Fixture::start().await;
-    let outcome = fixture.authenticator().authenticate(None, &activity()).await;
+    let outcome = fixture
+        .authenticator()
+        .authenticate(None, &activity())
+        .await;
     assert_refused(outcome, 401, "anonymous");
 }
 
@@ -633,7 +734,10 @@ async fn a_request_without_token_is_let_through_when_anonymous_is_allowed() {
         ..fixture.settings()
     };
     let auth = BotAuthenticator::new(settings, reqwest::Client::new());
-    assert_eq!(auth.authenticate(None, &activity()).await.unwrap(), Caller::Anonymous);
+    assert_eq!(
+        auth.authenticate(None, &activity()).await.unwrap(),
+        Caller::Anonymous
+    );
 
     // Anonymous mode still serves only the configured tenant, and a token
     // that is sent is still checked.

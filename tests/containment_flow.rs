@@ -541,3 +541,51 @@ async fn activity_ids_are_forgotten_a_day_after_they_were_seen() {
     assert!(store.first_sighting("19:a|old").await.unwrap(), "forgotten");
     assert!(!store.first_sighting("19:a|recent").await.unwrap(), "kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_id_written_in_upper_case_is_the_same_tenant() {
+    let sandbox = sandbox().await;
+    let activity = json!({
+        "type": "message",
+        "id": "upper-case-tenant-1",
+        "serviceUrl": sandbox.tenant.connector_service_url(),
+        "channelId": "msteams",
+        "from": { "id": format!("29:{}", ids::SAM), "aadObjectId": ids::SAM, "name": "Sam Lee" },
+        "conversation": { "id": "a:personal-sam", "conversationType": "personal" },
+        "recipient": { "id": format!("28:{}", ids::BOT_APP_ID) },
+        "text": "contain alice@contoso.com INC0010001 token theft",
+        "channelData": { "tenant": { "id": ids::TENANT_ID.to_uppercase() } },
+    });
+
+    let answer = reqwest::Client::new()
+        .post(sandbox.messages_url())
+        .json(&activity)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), 200);
+    let id = sandbox
+        .wait_for_request("alice@contoso.com", "INC0010001")
+        .await;
+    assert!(id.is_ok(), "the request was not taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_built_in_code_cannot_open_anonymous_access_to_the_network() {
+    let tenant = cordon::sandbox::SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("cordon.db").display());
+    let bind = "0.0.0.0:0".parse().unwrap();
+    let mut config =
+        cordon::demo::sandbox_config(&tenant, "127.0.0.1:0".parse().unwrap(), &store).unwrap();
+    config.server.bind = bind;
+    assert!(config.bot.allow_anonymous);
+
+    let built = cordon::startup::Application::build(config).await;
+
+    let error = format!("{:#}", built.err().expect("refused"));
+    assert!(error.contains("bot.allow_anonymous"), "{error}");
+}

@@ -150,9 +150,13 @@ fn entra_claims(issuer: &str, tid: &str) -> Value {
         "exp": now() + 3600,
         "nbf": now() - 60,
         "tid": tid,
-        "appid": "d6d49420-f39b-4df7-a1dc-d59a935871db",
+        "appid": CONNECTOR_APP_ID,
     })
 }
+
+/// The calling app the tests' Entra tokens name, listed as the Bot
+/// Connector's in `bot.entra_caller_app_ids`.
+const CONNECTOR_APP_ID: &str = "d6d49420-f39b-4df7-a1dc-d59a935871db";
 
 fn sts_issuer(tenant: &str) -> String {
     format!("https://sts.windows.net/{tenant}/")
@@ -359,6 +363,7 @@ impl Bot {
             config.bot.allow_anonymous = false;
             config.bot.openid_metadata_url = bot_metadata;
             config.bot.tenant_openid_metadata_url = Some(tenant_metadata);
+            config.bot.entra_caller_app_ids = vec![CONNECTOR_APP_ID.into()];
         })
         .await
         .expect("the sandbox starts");
@@ -537,6 +542,14 @@ fn refusals(activity: &Value, service_url: &str) -> Vec<Refusal> {
         rule: "key not endorsed for msteams",
         status: 403,
         authorization: Some(bearer(&sign(BOT_KEY_A, "bot-webchat", &valid))),
+        activity: activity.clone(),
+    });
+    let mut other_app = entra_claims(&sts_issuer(ids::TENANT_ID), ids::TENANT_ID);
+    other_app["appid"] = json!(ids::GRAPH_CLIENT_ID);
+    refusals.push(Refusal {
+        rule: "entra token of the tenant from an unlisted app",
+        status: 403,
+        authorization: Some(bearer(&sign(TENANT_KEY, "tenant-1", &other_app))),
         activity: activity.clone(),
     });
     refusals.push(Refusal {

@@ -9,6 +9,11 @@
 //! checked, only to pick the keys; nothing else in the token is trusted
 //! until the signature holds.
 //!
+//! An Entra token names no `serviceUrl` and any app of the tenant may be
+//! able to get one addressed to the bot, so the Entra path also requires
+//! the calling app (`appid` or `azp`) to be one the operator listed in
+//! `bot.entra_caller_app_ids`; with none listed, such tokens are refused.
+//!
 //! Each refusal names the check that failed, and says whether it is a 401
 //! (the caller is not who it says) or a 403 (it is, but not for this bot).
 //! The token itself is never logged, nor kept.
@@ -48,6 +53,9 @@ pub struct AuthSettings {
     pub openid_metadata_url: String,
     /// The Entra v2 OpenID metadata of `tenant_id`.
     pub tenant_openid_metadata_url: String,
+    /// The apps whose Entra tokens are believed: the Bot Connector's, as
+    /// seen in the `appid` or `azp` claim. Empty: no Entra token is.
+    pub entra_caller_app_ids: Vec<String>,
     /// Whether a request without a token is let through. The caller must
     /// only set this when the server listens on loopback alone.
     pub allow_anonymous: bool,
@@ -120,6 +128,10 @@ pub enum AuthError {
     /// 401: an Entra token whose `tid` is not the configured tenant.
     #[error("the token was issued for another tenant")]
     WrongTokenTenant,
+    /// 403: an Entra token of the tenant, from an app not listed in
+    /// `bot.entra_caller_app_ids`.
+    #[error("the token's calling app {0:?} is not listed in bot.entra_caller_app_ids")]
+    UnlistedCaller(String),
     /// 403: the signing key is not endorsed for the activity's channel.
     #[error("the signing key is not endorsed for the activity's channel")]
     MissingEndorsement,
@@ -132,7 +144,7 @@ impl AuthError {
     /// The HTTP status the refusal becomes.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingEndorsement | Self::ForeignTenant => 403,
+            Self::MissingEndorsement | Self::ForeignTenant | Self::UnlistedCaller(_) => 403,
             _ => 401,
         }
     }
@@ -155,6 +167,7 @@ impl AuthError {
             Self::InvalidClaims => "claims",
             Self::MissingServiceUrl | Self::ServiceUrlMismatch => "service_url",
             Self::WrongTokenTenant => "token_tenant",
+            Self::UnlistedCaller(_) => "entra_caller",
             Self::MissingEndorsement => "endorsement",
             Self::ForeignTenant => "tenant",
         }
@@ -240,7 +253,13 @@ impl BotAuthenticator {
 
         match route {
             Route::BotFramework => check_service_url(&claims, activity)?,
-            Route::Entra => self.check_token_tenant(&claims)?,
+            Route::Entra => {
+                self.check_token_tenant(&claims)?;
+                self.check_entra_caller(&claims)?;
+                if claims.serviceurl.is_some() {
+                    check_service_url(&claims, activity)?;
+                }
+            }
         }
         check_endorsement(&key, activity)?;
         self.check_activity_tenant(activity)?;
@@ -294,6 +313,20 @@ impl BotAuthenticator {
         }
     }
 
+    fn check_entra_caller(&self, claims: &VerifiedClaims) -> Result<(), AuthError> {
+        let caller = claims.caller_app_id();
+        let listed = self.settings.entra_caller_app_ids.iter();
+        if !caller.is_empty()
+            && listed
+                .into_iter()
+                .any(|id| id.eq_ignore_ascii_case(&caller))
+        {
+            Ok(())
+        } else {
+            Err(AuthError::UnlistedCaller(caller))
+        }
+    }
+
     fn check_activity_tenant(&self, activity: &Activity) -> Result<(), AuthError> {
         match activity.tenant_id() {
             Some(tenant) if same_tenant(tenant, &self.settings.tenant_id) => Ok(()),
@@ -305,8 +338,7 @@ impl BotAuthenticator {
 /// The token of a `Bearer <token>` header: the scheme exactly, two parts.
 fn bearer_token(header: &str) -> Result<&str, AuthError> {
     let mut parts = header.split(' ');
-    let (Some("Bearer"), Some(token), None) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("Bearer"), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(AuthError::MalformedHeader);
     };
     if token.is_empty() {
@@ -381,7 +413,10 @@ struct VerifiedClaims {
 
 impl VerifiedClaims {
     fn caller_app_id(&self) -> String {
-        self.appid.clone().or_else(|| self.azp.clone()).unwrap_or_default()
+        self.appid
+            .clone()
+            .or_else(|| self.azp.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -225,8 +225,9 @@ impl Engine {
         };
         let allowed = match &clicker.object_id {
             Some(object_id) => {
-                clicker.tenant_id.as_deref() == Some(self.config.bot.tenant_id.as_str())
-                    && self.is_approver(object_id).await?
+                let configured = self.config.bot.tenant_id.as_str();
+                let tenant = clicker.tenant_id.as_deref().unwrap_or_default();
+                tenant.eq_ignore_ascii_case(configured) && self.is_approver(object_id).await?
             }
             None => false,
         };

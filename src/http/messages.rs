@@ -47,9 +47,14 @@ async fn receive(
         });
     }
     let configured = state.engine.config.bot.tenant_id.as_str();
-    if activity.tenant_id().is_some_and(|t| t != configured) {
+    if activity
+        .tenant_id()
+        .is_some_and(|t| !t.eq_ignore_ascii_case(configured))
+    {
         tracing::warn!(check = "tenant", "activity from another tenant refused");
-        return Err(ApiError::Forbidden("this bot serves one organisation only".into()));
+        return Err(ApiError::Forbidden(
+            "this bot serves one organisation only".into(),
+        ));
     }
     if !first_sighting(&state, &activity).await? {
         tracing::info!("activity already processed; resend ignored");

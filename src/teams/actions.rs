@@ -168,7 +168,11 @@ async fn propose(engine: &Arc<Engine>, activity: &Activity, asked: Asked) -> Act
              requests are only taken from signed-in Teams users.",
         );
     };
-    if activity.tenant_id() != Some(engine.config.bot.tenant_id.as_str()) {
+    let configured = engine.config.bot.tenant_id.as_str();
+    if !activity
+        .tenant_id()
+        .is_some_and(|t| t.eq_ignore_ascii_case(configured))
+    {
         return Activity::message("Requests are only taken from this organisation's tenant.");
     }
     let proposal = Proposal {
