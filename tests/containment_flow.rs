@@ -589,3 +589,49 @@ async fn a_configuration_built_in_code_cannot_open_anonymous_access_to_the_netwo
     let error = format!("{:#}", built.err().expect("refused"));
     assert!(error.contains("bot.allow_anonymous"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_url_is_written_when_it_changes_not_for_every_activity() {
+    let sandbox = sandbox().await;
+    let key = format!("tenant:{}", ids::TENANT_ID);
+    let written = || async {
+        let row: (String, i64) =
+            sqlx::query_as("SELECT service_url, at FROM conversations WHERE key = $1")
+                .bind(&key)
+                .fetch_one(sandbox.engine.store.pool())
+                .await
+                .unwrap();
+        row
+    };
+    let update = |n: u32, service_url: &str| {
+        json!({
+            "type": "conversationUpdate",
+            "id": format!("update-{n}"),
+            "serviceUrl": service_url,
+            "channelId": "msteams",
+            "from": { "id": "29:someone" },
+            "recipient": { "id": format!("28:{}", ids::BOT_APP_ID) },
+            "conversation": { "id": "19:general@thread.tacv2" },
+            "channelData": { "tenant": { "id": ids::TENANT_ID } },
+        })
+    };
+    let http = reqwest::Client::new();
+    let send = |activity: Value| {
+        let request = http.post(sandbox.messages_url()).json(&activity);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    let usual = sandbox.tenant.connector_service_url();
+
+    send(update(1, &usual)).await;
+    let first = written().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send(update(2, &usual)).await;
+    let again = written().await;
+    send(update(3, "https://smba.trafficmanager.net/emea/")).await;
+    let moved = written().await;
+
+    assert_eq!(first.0, usual);
+    assert_eq!(again, first, "the same URL was written again");
+    assert_eq!(moved.0, "https://smba.trafficmanager.net/emea/");
+    assert!(moved.1 > first.1);
+}

@@ -75,9 +75,7 @@ async fn remember_service_url(engine: &Engine, activity: &Activity) {
         keys.push(channel_key(team));
     }
     for key in keys {
-        if let Err(e) = engine.store.remember_service_url(&key, url).await {
-            tracing::warn!(error = %e, "serviceUrl not remembered");
-        }
+        engine.teams.remember_service_url(&key, url).await;
     }
 }
 

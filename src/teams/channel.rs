@@ -27,6 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -43,6 +44,38 @@ pub struct TeamsChannel {
     approvals_channel_id: String,
     fallback_service_url: String,
     outbox: Outbox,
+    written: WrittenUrls,
+}
+
+/// The serviceUrls this process last wrote, by key, and when: every
+/// activity names one, and writing the same again for each would make the
+/// store the bottleneck of `/api/messages`. An entry is written again when
+/// the URL changes or after [`REWRITE_AFTER`], so that replicas converge
+/// on the URL Teams uses now.
+#[derive(Clone, Default)]
+struct WrittenUrls(Arc<Mutex<HashMap<String, (String, Instant)>>>);
+
+/// How long a written serviceUrl is trusted to still be in the store.
+const REWRITE_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Beyond this many keys the memory is cleared rather than grown.
+const MAX_WRITTEN_KEYS: usize = 10_000;
+
+impl WrittenUrls {
+    fn is_fresh(&self, key: &str, url: &str) -> bool {
+        let written = self.0.lock().expect("written urls");
+        written
+            .get(key)
+            .is_some_and(|(known, at)| known == url && at.elapsed() < REWRITE_AFTER)
+    }
+
+    fn record(&self, key: &str, url: &str) {
+        let mut written = self.0.lock().expect("written urls");
+        if written.len() >= MAX_WRITTEN_KEYS {
+            written.clear();
+        }
+        written.insert(key.to_string(), (url.to_string(), Instant::now()));
+    }
 }
 
 /// What waits to be sent to one thread.
@@ -158,6 +191,19 @@ impl TeamsChannel {
             approvals_channel_id,
             fallback_service_url,
             outbox: Outbox::default(),
+            written: WrittenUrls::default(),
+        }
+    }
+
+    /// Remembers that Teams reaches `key` (a channel, team or tenant)
+    /// through `url`, unless this process wrote just that lately.
+    pub async fn remember_service_url(&self, key: &str, url: &str) {
+        if self.written.is_fresh(key, url) {
+            return;
+        }
+        match self.store.remember_service_url(key, url).await {
+            Ok(()) => self.written.record(key, url),
+            Err(e) => tracing::warn!(error = %e, "serviceUrl not remembered"),
         }
     }
 
