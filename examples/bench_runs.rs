@@ -11,9 +11,10 @@
 //!   contained in the store (polled every millisecond), and the time the
 //!   invoke took to be answered;
 //! - concurrency: `--concurrent` approvals sent at once, with as many runs
-//!   allowed at once, so that they execute together; the latency of each
-//!   approval invoke and of "refresh" invokes sent every 10 ms on another
-//!   card until every run has ended;
+//!   allowed at once (`--slots` to change that), so that they execute
+//!   together; the latency of each approval invoke, then, from the moment
+//!   every approval is answered until every run has ended, of "refresh"
+//!   invokes sent one after another (5 ms apart) on another card;
 //! - bulk: `--bulk` requests approved at once (64 clicks in flight); the time
 //!   from the first click to the last request contained, and a check that
 //!   every target got exactly one block and one revoke.
@@ -41,6 +42,9 @@ struct Options {
     sequential: usize,
     concurrent: usize,
     bulk: usize,
+    /// Runs one replica executes at once in the concurrency measurement;
+    /// by default as many as `concurrent`.
+    slots: Option<usize>,
     postgres: Option<String>,
 }
 
@@ -49,6 +53,7 @@ fn options() -> anyhow::Result<Options> {
         sequential: 200,
         concurrent: 100,
         bulk: 1000,
+        slots: None,
         postgres: None,
     };
     let mut args = std::env::args().skip(1);
@@ -60,6 +65,7 @@ fn options() -> anyhow::Result<Options> {
             "--sequential" => options.sequential = value.parse()?,
             "--concurrent" => options.concurrent = value.parse()?,
             "--bulk" => options.bulk = value.parse()?,
+            "--slots" => options.slots = Some(value.parse()?),
             "--postgres" => options.postgres = Some(value),
             other => bail!("unknown option {other}"),
         }
@@ -294,8 +300,8 @@ async fn latency(store: Option<String>, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn concurrency(store: Option<String>, count: usize) -> anyhow::Result<()> {
-    let mut bench = Bench::start(store, count).await?;
+async fn concurrency(store: Option<String>, count: usize, slots: usize) -> anyhow::Result<()> {
+    let mut bench = Bench::start(store, slots).await?;
     let pending = bench.pending(count).await?;
     let watched = bench.pending(1).await?.remove(0);
     let priya = bench.sandbox.user(ids::PRIYA, "Priya Shah");
@@ -321,17 +327,12 @@ async fn concurrency(store: Option<String>, count: usize) -> anyhow::Result<()> 
             result
         })
     };
-    let approvals = approve_all(&bench, &pending, count);
-    let refreshes = async {
-        let mut latencies = Vec::new();
-        while !done.load(Ordering::SeqCst) {
-            latencies.push(click(&priya, "refresh", &watched).await?);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        anyhow::Ok(latencies)
-    };
-    let (approvals, refreshes) = tokio::join!(approvals, refreshes);
-    let approvals = approvals?;
+    let approvals = approve_all(&bench, &pending, count).await?;
+    let mut refreshes = Vec::new();
+    while !done.load(Ordering::SeqCst) {
+        refreshes.push(click(&priya, "refresh", &watched).await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let all_done = waiter.await??;
     println!(
         "  {count} approval invokes sent at once:     {}",
@@ -339,7 +340,7 @@ async fn concurrency(store: Option<String>, count: usize) -> anyhow::Result<()> 
     );
     println!(
         "  refresh invokes while those runs execute: {}",
-        summary(refreshes?)
+        summary(refreshes)
     );
     println!(
         "  all {count} contained {:.2} s after the first click",
@@ -422,7 +423,8 @@ async fn main() -> anyhow::Result<()> {
     for (name, postgres) in backends {
         println!("{name}:");
         latency(store(postgres).await?, options.sequential).await?;
-        concurrency(store(postgres).await?, options.concurrent).await?;
+        let slots = options.slots.unwrap_or(options.concurrent);
+        concurrency(store(postgres).await?, options.concurrent, slots).await?;
         bulk(store(postgres).await?, options.bulk).await?;
     }
     Ok(())
