@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
@@ -46,22 +47,36 @@ pub fn router(settings: &ApiConfig) -> Router<AppState> {
         .layer(Extension(Arc::new(limiter)))
 }
 
-/// The configured name of the token presented, compared in constant time
-/// against every configured token.
+/// The configured name of the token presented.
+///
+/// The presented token is compared with every configured token, each
+/// time, through their SHA-256 digests and in constant time, so that
+/// neither the answer's timing nor an early exit tells a caller how much
+/// of a token, or of its length, it guessed right. The scheme is
+/// case-insensitive, as RFC 9110 has it.
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    let presented = Sha256::digest(presented.as_bytes());
     let mut found = None;
     for (index, token) in state.engine.config.api.tokens.iter().enumerate() {
-        let expected = token.secret().expose_secret().as_bytes();
-        if bool::from(expected.ct_eq(presented.as_bytes())) && !expected.is_empty() {
+        let expected = token.secret().expose_secret();
+        let matches = Sha256::digest(expected.as_bytes()).ct_eq(&presented);
+        if bool::from(matches) && !expected.is_empty() {
             found = Some(token.name(index));
         }
     }
     found.ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()))
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Propose a containment.
@@ -72,13 +87,16 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/v1/containments",
+    operation_id = "propose_containment",
     tag = "containments",
     request_body(content = ProposalBody, content_type = "application/json"),
     responses(
         (status = 202, description = "A new request was recorded and awaits approval",
-            body = ProposalAnswer),
+            body = ProposalAnswer, links(("show" = (operation_id = "show_containment",
+                parameters(("id" = "$response.body#/request_id")))))),
         (status = 200, description = "The request for this user and incident already exists",
-            body = ProposalAnswer),
+            body = ProposalAnswer, links(("show" = (operation_id = "show_containment",
+                parameters(("id" = "$response.body#/request_id")))))),
         (status = 400, description = "The body is malformed; the message names the field",
             body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -91,6 +109,8 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
         (status = 429, description = "This token's rate limit is spent",
             body = ErrorBody, headers(("Retry-After" = u64,
                 description = "Seconds until the next proposal is accepted"))),
+        (status = 500, description = "The store failed; the detail is logged, not answered",
+            body = ErrorBody),
         (status = 502, description = "Entra ID or ServiceNow did not answer; nothing was stored",
             body = ErrorBody),
     ),
@@ -127,6 +147,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/containments/{id}",
+    operation_id = "show_containment",
     tag = "containments",
     params(("id" = String, Path, description = "The request id, e.g. `CR-7K2M9QXA`")),
     responses(
@@ -134,6 +155,8 @@ pub async fn create(
         (status = 400, description = "The id is not valid text", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No request has this id", body = ErrorBody),
+        (status = 500, description = "The store failed; the detail is logged, not answered",
+            body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -190,12 +213,13 @@ pub struct ListQuery {
 /// List requests, newest first.
 ///
 /// Pages are cut by `limit` and `offset`; each page gives the `offset` of
-/// the next one as `next_offset`, absent on the last page. Requests made
+/// the next one as `next_offset`, null on the last page. Requests made
 /// while a client pages through move older ones back, so a request may
 /// show up on two pages; none is skipped.
 #[utoipa::path(
     get,
     path = "/api/v1/containments",
+    operation_id = "list_containments",
     tag = "containments",
     params(ListQuery),
     responses(
@@ -203,6 +227,8 @@ pub struct ListQuery {
         (status = 400, description = "A parameter is malformed; the message names it",
             body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 500, description = "The store failed; the detail is logged, not answered",
+            body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -219,7 +245,10 @@ pub async fn list(
     filter.limit += 1;
     let mut found = state.engine.store.list(&filter).await?;
     let limit = filter.limit - 1;
-    let next_offset = (found.len() as i64 > limit).then_some(filter.offset + limit);
+    // An offset near i64::MAX has no page after it.
+    let next_offset = (found.len() as i64 > limit)
+        .then(|| filter.offset.checked_add(limit))
+        .flatten();
     found.truncate(limit as usize);
     Ok(Json(ContainmentPage {
         items: found.into_iter().map(ContainmentView::from).collect(),

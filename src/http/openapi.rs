@@ -16,12 +16,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use serde_json::{Map, Value};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, RefOr};
+use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::AppState;
@@ -66,6 +67,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "openapi_document",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document",
         content_type = "application/json", body = Object)),
@@ -73,11 +75,52 @@ pub fn router() -> Router<AppState> {
 async fn serve() -> Response {
     static BODY: OnceLock<String> = OnceLock::new();
     let body = BODY.get_or_init(|| {
-        document()
-            .to_pretty_json()
-            .expect("the OpenAPI document serializes")
+        let json = served_document();
+        serde_json::to_string_pretty(json).expect("the document serializes")
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
+}
+
+/// The document as JSON, as served.
+///
+/// utoipa 5 writes the fields of a response's Link Object in snake case
+/// (`operation_id`), which OpenAPI tools do not read, so a client or a
+/// fuzzer would not know that a proposal's answer leads to the request it
+/// names. They are renamed here to the specification's camel case.
+pub fn served_document() -> &'static Value {
+    static JSON: OnceLock<Value> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut json = serde_json::to_value(document()).expect("the document serializes");
+        for link in response_links(&mut json) {
+            for (from, to) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(value) = link.remove(from) {
+                    link.insert(to.to_owned(), value);
+                }
+            }
+        }
+        json
+    })
+}
+
+/// Every Link Object under `paths.*.*.responses.*.links`.
+fn response_links(json: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    json.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(|operation| operation.get_mut("responses"))
+        .filter_map(Value::as_object_mut)
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links"))
+        .filter_map(Value::as_object_mut)
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut)
 }
 
 /// The bearer tokens of `/api/v1`.
@@ -148,6 +191,11 @@ impl Modify for OtherRoutes {
             .build(),
         );
         let activity = Content::new(Some(typed(Type::Object)));
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(error_body())))
+        };
         openapi.paths.add_path_operation(
             "/api/messages",
             vec![HttpMethod::Post],
@@ -163,8 +211,28 @@ impl Modify for OtherRoutes {
                         .content("application/json", activity)
                         .build(),
                 ))
-                .response("200", ResponseBuilder::new().description("Processed"))
-                .response("401", ResponseBuilder::new().description("No valid JWT"))
+                // Not given a content type: most activities are answered
+                // with an empty body, and an invoke's JSON answer follows
+                // the Bot Framework protocol.
+                .response(
+                    "200",
+                    ResponseBuilder::new().description(
+                        "Processed; an `invoke` such as a card click is \
+                         answered with its result, other activities with an \
+                         empty body",
+                    ),
+                )
+                .response("400", error("The body is not an activity"))
+                .response("401", error("No valid Bot Framework token"))
+                .response(
+                    "403",
+                    error("The token is for another bot or the activity for another tenant"),
+                )
+                .response(
+                    "413",
+                    error("The body is larger than server.max_body_bytes"),
+                )
+                .response("500", error("The store failed; the detail is logged"))
                 .build(),
         );
         openapi.paths.add_path_operation(
@@ -177,6 +245,11 @@ impl Modify for OtherRoutes {
                 .build(),
         );
     }
+}
+
+/// A reference to the error body every JSON error answer has.
+fn error_body() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name("ErrorBody"))
 }
 
 fn typed(kind: Type) -> RefOr<Schema> {

@@ -12,20 +12,21 @@ use utoipa::ToSchema;
 
 use crate::containment::intake::{IntakeError, IntakeOutcome, Proposal};
 use crate::containment::model::{ContainmentRequest, Requester};
-use crate::policy::{RequestKind, Risk, Source};
+use crate::policy::{RequestKind, Risk, Source, Upn};
 
 use super::error::ApiError;
 use super::schema::ProposalAnswer;
 use super::AppState;
 
-/// The body, as sent. Every field is optional here so that a missing one
-/// is answered by name rather than by a serde message; the schema says
-/// which ones a valid body must have.
+/// A proposal to contain an account, from a SIEM, a script, an agent or
+/// a ServiceNow business rule.
+// Every field is optional in Rust so that a missing one is answered by
+// name rather than by a serde message; the schema marks the required ones.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(example = json!({
     "number": "INC0010001",
     "affected_user": "alice@contoso.com",
-    "requested_by": "sam@contoso.com",
+    "requested_by": "sam.analyst@contoso.com",
     "justification": "impossible travel and a new inbox rule",
     "source": "siem",
     "risk": "high"
@@ -39,8 +40,8 @@ pub struct ProposalBody {
     #[schema(value_type = String, required = true, min_length = 1,
              max_length = 2000, pattern = r"\S")]
     pub affected_user: Option<String>,
-    /// The UPN of the person on whose behalf the system asks; must exist
-    /// in Entra ID.
+    /// The UPN (or the Entra object id) of the person on whose behalf the
+    /// system asks; must exist in Entra ID.
     #[schema(value_type = String, required = true, min_length = 1,
              max_length = 2000, pattern = r"\S")]
     pub requested_by: Option<String>,
@@ -148,7 +149,7 @@ pub fn parse(body: &[u8]) -> Result<ValidProposal, ApiError> {
     Ok(ValidProposal {
         number: required("number", body.number)?,
         affected_user: required("affected_user", body.affected_user)?,
-        requested_by: required("requested_by", body.requested_by)?,
+        requested_by: requester(required("requested_by", body.requested_by)?)?,
         justification: required("justification", body.justification)?,
         source,
         risk,
@@ -165,6 +166,23 @@ fn required(name: &str, value: Option<String>) -> Result<String, ApiError> {
         return Err(ApiError::BadRequest(format!("field `{name}` is required")));
     }
     Ok(trimmed.to_string())
+}
+
+/// The requester as Graph is asked for it: a UPN, normalised, or an Entra
+/// object id. Anything else is refused here, because Graph would read it
+/// as part of a path (`..` lists every user) rather than as one user.
+fn requester(text: String) -> Result<String, ApiError> {
+    // Only the hyphenated form, the one Graph takes in a path.
+    if text.len() == 36 && uuid::Uuid::try_parse(&text).is_ok() {
+        return Ok(text);
+    }
+    match Upn::parse(&text) {
+        Ok(upn) => Ok(upn.as_str().to_string()),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "field `requested_by` must be a user principal name such as \
+             sam@contoso.com, or an Entra object id; {e}"
+        ))),
+    }
 }
 
 fn check_length(name: &str, value: &str) -> Result<(), ApiError> {

@@ -124,7 +124,8 @@ pub struct StepView {
     pub finished_at: Option<i64>,
     /// The HTTP status of the last outside call.
     pub http_status: Option<i64>,
-    /// Ids the outside system gave back, such as Graph's `request-id`.
+    /// Ids the outside system gave back, such as Graph's `request-id`;
+    /// empty for a step that called none.
     #[schema(value_type = Object)]
     pub outside_ids: Value,
     pub error: Option<String>,
@@ -159,7 +160,7 @@ pub struct ContainmentDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ContainmentPage {
     pub items: Vec<ContainmentView>,
-    /// Pass as `offset` for the next page; absent on the last page.
+    /// Pass as `offset` for the next page; null on the last page.
     pub next_offset: Option<i64>,
 }
 
@@ -247,7 +248,7 @@ impl From<StepRecord> for StepView {
             started_at: s.started_at,
             finished_at: s.finished_at,
             http_status: s.http_status,
-            outside_ids: s.outside_ids,
+            outside_ids: object_or_empty(s.outside_ids),
             error: s.error,
             detail: s.detail,
         }
@@ -262,10 +263,19 @@ impl From<AuditEvent> for AuditView {
             request_id: e.request_id,
             actor: e.actor,
             event: e.event,
-            details: e.details,
+            details: object_or_empty(e.details),
             prev_hash: e.prev_hash,
             hash: e.hash,
         }
+    }
+}
+
+/// The store keeps "no ids" and "no details" as null; the answers say
+/// `{}`, as their schema promises an object.
+fn object_or_empty(value: Value) -> Value {
+    match value {
+        Value::Null => Value::Object(Default::default()),
+        value => value,
     }
 }
 
@@ -328,17 +338,22 @@ vocabulary_schema!(
     StepStatus,
     "StepStatus",
     "How far a step got.",
-    [
-        StepStatus::Pending,
-        StepStatus::Running,
-        StepStatus::Done,
-        StepStatus::Failed,
-        StepStatus::Skipped,
-    ]
+    STEP_STATUSES
 );
-vocabulary_schema!(
-    Decision,
-    "Decision",
-    "An approver's decision.",
+vocabulary_schema!(Decision, "Decision", "An approver's decision.", DECISIONS);
+
+// These two types keep no list of their values. The matches below have no
+// wildcard, so a new value fails to compile until it is listed here too.
+const STEP_STATUSES: [StepStatus; 5] = {
+    use StepStatus::*;
+    match Pending {
+        Pending | Running | Done | Failed | Skipped => {}
+    }
+    [Pending, Running, Done, Failed, Skipped]
+};
+const DECISIONS: [Decision; 2] = {
+    match Decision::Approve {
+        Decision::Approve | Decision::Reject => {}
+    }
     [Decision::Approve, Decision::Reject]
-);
+};
