@@ -99,23 +99,35 @@ pub async fn check_config(mut config: Config) -> CheckReport {
         }
     };
     let engine: Arc<_> = app.engine();
-    checks.push(Check::new("store", Ok("reachable, schema up to date".into())));
+    checks.push(Check::new(
+        "store",
+        Ok("reachable, schema up to date".into()),
+    ));
 
     let token = bot.token().await;
     let bot_result = token.map(|_| "Bot Connector token issued".to_string());
-    checks.push(Check::new("bot credentials", bot_result.map_err(|e| e.to_string())));
+    checks.push(Check::new(
+        "bot credentials",
+        bot_result.map_err(|e| e.to_string()),
+    ));
 
     let graph = engine.graph.check_token().await;
     let graph_ok = graph.is_ok();
     let graph = graph.map(|_| "token issued".to_string());
-    checks.push(Check::new("graph credentials", graph.map_err(|e| e.to_string())));
+    checks.push(Check::new(
+        "graph credentials",
+        graph.map_err(|e| e.to_string()),
+    ));
     if graph_ok {
         checks.extend(permission_checks(&engine.graph, &steps, reads_roles).await);
     }
 
     let servicenow = engine.servicenow.check_credentials().await;
     let servicenow = servicenow.map(|_| "table API answered".to_string());
-    checks.push(Check::new("servicenow credentials", servicenow.map_err(|e| e.to_string())));
+    checks.push(Check::new(
+        "servicenow credentials",
+        servicenow.map_err(|e| e.to_string()),
+    ));
     CheckReport { checks }
 }
 

@@ -11,7 +11,11 @@ use cordon::config::{Config, LogFormat, CONFIG_ENV};
 use cordon::policy::{Risk, Source};
 
 #[derive(Parser)]
-#[command(name = "cordon", version, about = "Governed containment of compromised Entra ID accounts")]
+#[command(
+    name = "cordon",
+    version,
+    about = "Governed containment of compromised Entra ID accounts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -169,7 +173,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let config = load(&config)?;
-            let text = cordon::cli::explain(config, &upn, source.into(), risk.map(Into::into)).await?;
+            let text =
+                cordon::cli::explain(config, &upn, source.into(), risk.map(Into::into)).await?;
             println!("{text}");
         }
         Command::Manifest {

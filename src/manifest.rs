@@ -23,8 +23,7 @@ const OUTLINE_ICON: &[u8] = include_bytes!("../manifest/outline.png");
 /// uses.
 pub fn pack(bot_id: &str, app_id: Option<&str>, out: &Path) -> anyhow::Result<()> {
     let manifest = render(bot_id, app_id)?;
-    let file = std::fs::File::create(out)
-        .with_context(|| format!("creating {}", out.display()))?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
@@ -88,16 +87,25 @@ fn check(manifest: &Value) -> anyhow::Result<()> {
     within("/description/short", 80)?;
     within("/description/full", 4000)?;
 
-    let bots = manifest["bots"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let bots = manifest["bots"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if bots.len() != 1 {
         bail!("manifest must declare exactly one bot");
     }
-    let lists = bots[0]["commandLists"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let lists = bots[0]["commandLists"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if lists.len() > 3 {
         bail!("manifest has more than 3 command lists");
     }
     for list in lists {
-        let commands = list["commands"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let commands = list["commands"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if commands.len() > 10 {
             bail!("a command list has more than 10 commands");
         }

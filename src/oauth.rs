@@ -51,9 +51,7 @@ impl AccessToken {
 pub enum OAuthError {
     /// The token endpoint answered with an error; becomes a token error for
     /// the caller, usually a configuration problem unless it is transient.
-    #[error(
-        "token endpoint answered {status} {error}; {description}"
-    )]
+    #[error("token endpoint answered {status} {error}; {description}")]
     Rejected {
         status: u16,
         error: String,
@@ -82,9 +80,7 @@ impl OAuthError {
     /// The HTTP status the token endpoint answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Rejected { status, .. } | Self::Decode { status, .. } => {
-                Some(*status)
-            }
+            Self::Rejected { status, .. } | Self::Decode { status, .. } => Some(*status),
             Self::Transport(_) => None,
         }
     }
@@ -119,11 +115,7 @@ impl std::fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(
-        credentials: ClientCredentials,
-        http: reqwest::Client,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(credentials: ClientCredentials, http: reqwest::Client, timeout: Duration) -> Self {
         let inner = Inner {
             credentials,
             http,
@@ -183,10 +175,7 @@ impl TokenSource {
             .await
             .map_err(OAuthError::Transport)?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(OAuthError::Transport)?;
+        let body = response.bytes().await.map_err(OAuthError::Transport)?;
         if !(200..300).contains(&status) {
             return Err(rejection(status, &body));
         }
@@ -207,11 +196,10 @@ struct TokenRefusal {
 }
 
 fn parse_token(status: u16, body: &[u8]) -> Result<CachedToken, OAuthError> {
-    let answer: TokenAnswer =
-        serde_json::from_slice(body).map_err(|e| OAuthError::Decode {
-            status,
-            reason: format!("body is not token JSON ({e})"),
-        })?;
+    let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| OAuthError::Decode {
+        status,
+        reason: format!("body is not token JSON ({e})"),
+    })?;
     let token = answer
         .access_token
         .filter(|t| !t.is_empty())

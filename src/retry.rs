@@ -127,7 +127,10 @@ mod tests {
         let policy = RetryPolicy::default();
         assert_eq!(policy.next_delay(5, None, Duration::ZERO), None);
         let nearly_all = policy.max_total - Duration::from_millis(1);
-        assert_eq!(policy.next_delay(1, Some(Duration::from_secs(1)), nearly_all), None);
+        assert_eq!(
+            policy.next_delay(1, Some(Duration::from_secs(1)), nearly_all),
+            None
+        );
     }
 
     #[test]

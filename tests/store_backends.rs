@@ -27,7 +27,10 @@ fn request(upn: &str, incident: &str, approvals: u32) -> ContainmentRequest {
         incident_number: incident.into(),
         incident_sys_id: "sys-1".into(),
         justification: "token theft".into(),
-        requester: Requester { id: "requester".into(), name: "Sam".into() },
+        requester: Requester {
+            id: "requester".into(),
+            name: "Sam".into(),
+        },
         source: Source::Teams,
         risk: None,
         classification: Classification::Standard,
@@ -64,37 +67,79 @@ fn approval(who: &str, decision: Decision) -> Approval {
 
 async fn one_request_per_target_and_incident(store: Store) {
     let first = request("alice@contoso.com", "INC1", 1);
-    let created = store.insert_request(&first, &entry(&first.id, "request_received")).await.unwrap();
+    let created = store
+        .insert_request(&first, &entry(&first.id, "request_received"))
+        .await
+        .unwrap();
     assert!(matches!(created, Inserted::New(_)));
     let second = request("alice@contoso.com", "INC1", 1);
-    match store.insert_request(&second, &entry(&second.id, "request_received")).await.unwrap() {
+    match store
+        .insert_request(&second, &entry(&second.id, "request_received"))
+        .await
+        .unwrap()
+    {
         Inserted::Existing(existing) => assert_eq!(existing.id, first.id),
         Inserted::New(_) => panic!("a duplicate was stored"),
     }
-    assert_eq!(store.audit_events(None).await.unwrap().len(), 1, "the duplicate left no event");
+    assert_eq!(
+        store.audit_events(None).await.unwrap().len(),
+        1,
+        "the duplicate left no event"
+    );
     assert_eq!(store.steps(&first.id).await.unwrap().len(), 2);
 }
 
 async fn quorum_and_double_clicks(store: Store) {
     let r = request("adele@contoso.com", "INC2", 2);
-    store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
-    let first = store
-        .record_decision(&r.id, &approval("oscar", Decision::Approve), &entry(&r.id, "approval"))
+    store
+        .insert_request(&r, &entry(&r.id, "request_received"))
         .await
         .unwrap();
-    assert_eq!(first, DecisionRecorded::Recorded { state: RequestState::AwaitingApproval, approvals: 1 });
+    let first = store
+        .record_decision(
+            &r.id,
+            &approval("oscar", Decision::Approve),
+            &entry(&r.id, "approval"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        DecisionRecorded::Recorded {
+            state: RequestState::AwaitingApproval,
+            approvals: 1
+        }
+    );
     let again = store
-        .record_decision(&r.id, &approval("oscar", Decision::Approve), &entry(&r.id, "approval"))
+        .record_decision(
+            &r.id,
+            &approval("oscar", Decision::Approve),
+            &entry(&r.id, "approval"),
+        )
         .await
         .unwrap();
     assert_eq!(again, DecisionRecorded::AlreadyDecided);
     let second = store
-        .record_decision(&r.id, &approval("priya", Decision::Approve), &entry(&r.id, "approval"))
+        .record_decision(
+            &r.id,
+            &approval("priya", Decision::Approve),
+            &entry(&r.id, "approval"),
+        )
         .await
         .unwrap();
-    assert_eq!(second, DecisionRecorded::Recorded { state: RequestState::Approved, approvals: 2 });
+    assert_eq!(
+        second,
+        DecisionRecorded::Recorded {
+            state: RequestState::Approved,
+            approvals: 2
+        }
+    );
     let late = store
-        .record_decision(&r.id, &approval("sam", Decision::Reject), &entry(&r.id, "rejection"))
+        .record_decision(
+            &r.id,
+            &approval("sam", Decision::Reject),
+            &entry(&r.id, "rejection"),
+        )
         .await
         .unwrap();
     assert_eq!(late, DecisionRecorded::NotAwaiting(RequestState::Approved));
@@ -102,48 +147,101 @@ async fn quorum_and_double_clicks(store: Store) {
 
 async fn transitions_are_compare_and_set(store: Store) {
     let r = request("bob@contoso.com", "INC3", 1);
-    store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
-    let illegal = store
-        .transition(&r.id, RequestState::AwaitingApproval, Transition::Start, None, &entry(&r.id, "x"))
-        .await;
-    assert!(matches!(illegal, Err(StoreError::Illegal(_))), "{illegal:?}");
-    let stale = store
-        .transition(&r.id, RequestState::Approved, Transition::Start, None, &entry(&r.id, "x"))
-        .await;
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
     store
-        .transition(&r.id, RequestState::AwaitingApproval, Transition::Expire, None, &entry(&r.id, "expired"))
+        .insert_request(&r, &entry(&r.id, "request_received"))
         .await
         .unwrap();
-    assert_eq!(store.require(&r.id).await.unwrap().state, RequestState::Expired);
+    let illegal = store
+        .transition(
+            &r.id,
+            RequestState::AwaitingApproval,
+            Transition::Start,
+            None,
+            &entry(&r.id, "x"),
+        )
+        .await;
+    assert!(
+        matches!(illegal, Err(StoreError::Illegal(_))),
+        "{illegal:?}"
+    );
+    let stale = store
+        .transition(
+            &r.id,
+            RequestState::Approved,
+            Transition::Start,
+            None,
+            &entry(&r.id, "x"),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    store
+        .transition(
+            &r.id,
+            RequestState::AwaitingApproval,
+            Transition::Expire,
+            None,
+            &entry(&r.id, "expired"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.require(&r.id).await.unwrap().state,
+        RequestState::Expired
+    );
     let events = store.audit_events(Some(&r.id)).await.unwrap();
     assert_eq!(events.len(), 2, "refused transitions append nothing");
 }
 
 async fn leases_are_held_by_one_owner(store: Store) {
     let r = request("carol@contoso.com", "INC4", 1);
-    store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
     store
-        .transition(&r.id, RequestState::AwaitingApproval, Transition::Approve, None, &entry(&r.id, "ok"))
+        .insert_request(&r, &entry(&r.id, "request_received"))
+        .await
+        .unwrap();
+    store
+        .transition(
+            &r.id,
+            RequestState::AwaitingApproval,
+            Transition::Approve,
+            None,
+            &entry(&r.id, "ok"),
+        )
         .await
         .unwrap();
     let a = store.claim_runs("replica-a", 60_000, 10).await.unwrap();
     let b = store.claim_runs("replica-b", 60_000, 10).await.unwrap();
     assert_eq!(a, vec![r.id.clone()]);
     assert!(b.is_empty(), "a held lease is not claimed twice");
-    assert!(store.step_started(&r.id, 1, "replica-b").await.unwrap().is_none());
-    assert_eq!(store.step_started(&r.id, 1, "replica-a").await.unwrap(), Some(1));
+    assert!(store
+        .step_started(&r.id, 1, "replica-b")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.step_started(&r.id, 1, "replica-a").await.unwrap(),
+        Some(1)
+    );
     store.release_lease(&r.id, "replica-a").await.unwrap();
     let expired = store.claim_runs("replica-b", -1, 10).await.unwrap();
     assert_eq!(expired, vec![r.id.clone()], "a released lease is claimable");
     let taken_over = store.claim_runs("replica-c", 60_000, 10).await.unwrap();
-    assert_eq!(taken_over, vec![r.id.clone()], "an expired lease is taken over");
+    assert_eq!(
+        taken_over,
+        vec![r.id.clone()],
+        "an expired lease is taken over"
+    );
 }
 
 async fn the_audit_chain_verifies_and_detects_tampering(store: Store) {
     for i in 0..5 {
         let r = request(&format!("user{i}@contoso.com"), "INC5", 1);
-        store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
+        store
+            .insert_request(&r, &entry(&r.id, "request_received"))
+            .await
+            .unwrap();
     }
     let events = store.audit_events(None).await.unwrap();
     let (seq, hash) = store.audit_head().await.unwrap();
@@ -174,7 +272,10 @@ async fn every_illegal_transition_is_refused_and_leaves_no_trace(store: Store) {
         Transition::Retry,
     ];
     let r = request("dave@contoso.com", "INC6", 1);
-    store.insert_request(&r, &entry(&r.id, "request_received")).await.unwrap();
+    store
+        .insert_request(&r, &entry(&r.id, "request_received"))
+        .await
+        .unwrap();
     let mut refused = 0;
     for state in RequestState::ALL {
         sqlx::query("UPDATE requests SET state = $1 WHERE id = $2")

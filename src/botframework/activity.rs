@@ -136,7 +136,9 @@ impl Activity {
     pub fn text_without_mentions(&self) -> String {
         let mut text = self.text.clone().unwrap_or_default();
         while let Some(start) = text.find("<at>") {
-            let Some(len) = text[start..].find("</at>") else { break };
+            let Some(len) = text[start..].find("</at>") else {
+                break;
+            };
             text.replace_range(start..start + len + "</at>".len(), "");
         }
         text.trim().to_string()

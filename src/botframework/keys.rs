@@ -109,11 +109,7 @@ impl KeyStore {
     }
 
     /// The key `kid` of the issuer described at `metadata_url`.
-    pub async fn key(
-        &self,
-        metadata_url: &str,
-        kid: &str,
-    ) -> Result<Arc<SigningKey>, KeyError> {
+    pub async fn key(&self, metadata_url: &str, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
         let now = Instant::now();
         let set = match self.sets.get(metadata_url).await {
             Some(set) if !set.wants_refresh(kid, now, self.min_refresh_interval) => set,
@@ -159,8 +155,7 @@ impl KeyStore {
             },
             Err(error) => {
                 tracing::warn!(metadata_url, %error, "signing key refresh failed");
-                let mut kept = current
-                    .unwrap_or_else(|| KeySet::never_fetched(attempted_at));
+                let mut kept = current.unwrap_or_else(|| KeySet::never_fetched(attempted_at));
                 kept.attempted_at = attempted_at;
                 kept
             }

@@ -34,10 +34,22 @@ impl ThreadLimits {
     /// The limits Teams documents for sends by one bot in one thread.
     pub fn teams() -> Self {
         Self::new(vec![
-            Window { max: 7, per: Duration::from_secs(1) },
-            Window { max: 8, per: Duration::from_secs(2) },
-            Window { max: 60, per: Duration::from_secs(30) },
-            Window { max: 1800, per: Duration::from_secs(3600) },
+            Window {
+                max: 7,
+                per: Duration::from_secs(1),
+            },
+            Window {
+                max: 8,
+                per: Duration::from_secs(2),
+            },
+            Window {
+                max: 60,
+                per: Duration::from_secs(30),
+            },
+            Window {
+                max: 1800,
+                per: Duration::from_secs(3600),
+            },
         ])
     }
 
@@ -54,8 +66,7 @@ impl ThreadLimits {
         self.windows
             .iter()
             .filter_map(|window| {
-                let recent: Vec<_> =
-                    sent.iter().filter(|at| **at + window.per > now).collect();
+                let recent: Vec<_> = sent.iter().filter(|at| **at + window.per > now).collect();
                 let excess = (recent.len() + 1).checked_sub(window.max)?;
                 let blocking = recent.get(excess.checked_sub(1)?)?;
                 Some(**blocking + window.per)
@@ -154,7 +165,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn seven_sends_pass_at_once_and_the_eighth_waits_a_second() {
         let throttle = ThreadThrottle::new(ThreadLimits::teams());
-        assert_eq!(sends_done_within(&throttle, THREAD, 7).await, Duration::ZERO);
+        assert_eq!(
+            sends_done_within(&throttle, THREAD, 7).await,
+            Duration::ZERO
+        );
         let eighth = sends_done_within(&throttle, THREAD, 1).await;
         assert_eq!(eighth, Duration::from_secs(1));
     }
@@ -174,7 +188,10 @@ mod tests {
             assert_eq!(sends_done_within(&throttle, &id, 1).await, Duration::ZERO);
         }
         let other = "19:abc@thread.tacv2;messageid=99";
-        assert_eq!(sends_done_within(&throttle, other, 1).await, Duration::from_secs(1));
+        assert_eq!(
+            sends_done_within(&throttle, other, 1).await,
+            Duration::from_secs(1)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -182,6 +199,9 @@ mod tests {
         let throttle = ThreadThrottle::new(ThreadLimits::teams());
         sends_done_within(&throttle, THREAD, 7).await;
         let elsewhere = "19:other@thread.tacv2";
-        assert_eq!(sends_done_within(&throttle, elsewhere, 7).await, Duration::ZERO);
+        assert_eq!(
+            sends_done_within(&throttle, elsewhere, 7).await,
+            Duration::ZERO
+        );
     }
 }

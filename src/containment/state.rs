@@ -202,7 +202,10 @@ mod tests {
             let allowed = legal(kind);
             for from in RequestState::ALL {
                 for transition in TRANSITIONS {
-                    if allowed.iter().any(|(f, t, _)| *f == from && *t == transition) {
+                    if allowed
+                        .iter()
+                        .any(|(f, t, _)| *f == from && *t == transition)
+                    {
                         continue;
                     }
                     let refused = from.apply(kind, transition).unwrap_err();

@@ -258,7 +258,11 @@ impl Engine {
     /// The revoke's answer was lost (timeout, reset, 504): reads the user
     /// back and revokes again only if the first one did not take effect,
     /// so that sessions are revoked once.
-    async fn revoke_after_lost_answer(&self, cx: &StepContext<'_>, lost: &GraphError) -> StepResult {
+    async fn revoke_after_lost_answer(
+        &self,
+        cx: &StepContext<'_>,
+        lost: &GraphError,
+    ) -> StepResult {
         let user_id = &cx.request.target_id;
         let since = cx.step.started_at.unwrap_or(i64::MAX);
         match self.graph.get_user(user_id).await {

@@ -16,10 +16,19 @@ pub async fn run_demo() -> anyhow::Result<()> {
     let sandbox = Sandbox::start("127.0.0.1:0".parse()?, None).await?;
     println!("Cordon demo: sandbox at {}\n", sandbox.base_url);
     let scenarios: [(&str, ScenarioResult); 4] = [
-        ("standard user contained after one approval", standard_containment(&sandbox).await),
-        ("self-approval refused", self_approval_refused(&sandbox).await),
+        (
+            "standard user contained after one approval",
+            standard_containment(&sandbox).await,
+        ),
+        (
+            "self-approval refused",
+            self_approval_refused(&sandbox).await,
+        ),
         ("unknown user refused", unknown_user_refused(&sandbox).await),
-        ("ServiceNow webhook, service account", webhook_service_account(&sandbox).await),
+        (
+            "ServiceNow webhook, service account",
+            webhook_service_account(&sandbox).await,
+        ),
     ];
 
     sandbox.engine.teams.settled().await;
@@ -39,10 +48,13 @@ pub async fn run_demo() -> anyhow::Result<()> {
     let (head_seq, head_hash) = sandbox.engine.store.audit_head().await?;
     let events = sandbox.engine.store.audit_events(None).await?;
     let chain = crate::audit::verify(&events, (head_seq, &head_hash));
-    println!("\nAudit chain: {}\n", match &chain {
-        Ok(n) => format!("{n} events, intact"),
-        Err(e) => format!("BROKEN: {e}"),
-    });
+    println!(
+        "\nAudit chain: {}\n",
+        match &chain {
+            Ok(n) => format!("{n} events, intact"),
+            Err(e) => format!("BROKEN: {e}"),
+        }
+    );
 
     println!("=== Scenarios ===\n");
     let mut failed = 0;
@@ -104,7 +116,9 @@ async fn standard_containment(sandbox: &Sandbox) -> ScenarioResult {
         notes.iter().any(|n| n.contains("request-id")),
         "the ServiceNow summary lacks the Graph request ids"
     );
-    Ok(format!("{id} contained; sign-in blocked, sessions revoked, ticket noted"))
+    Ok(format!(
+        "{id} contained; sign-in blocked, sessions revoked, ticket noted"
+    ))
 }
 
 /// Oscar asks to contain Adele and tries to approve his own request.
@@ -118,7 +132,10 @@ async fn self_approval_refused(sandbox: &Sandbox) -> ScenarioResult {
         .await?;
     let card = sandbox.wait_for_card(&id).await?;
     let answer = oscar.click("approve", &id, &card, None).await?;
-    let message = answer.body["value"].as_str().unwrap_or_default().to_string();
+    let message = answer.body["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     ensure!(
         ["own request", "yourself", "requester"]
             .iter()
@@ -137,7 +154,9 @@ async fn self_approval_refused(sandbox: &Sandbox) -> ScenarioResult {
         graph_writes(sandbox, ids::ADELE) == 0,
         "Adele's account was changed"
     );
-    Ok(format!("{id} still awaits two other approvers; refused with: {message}"))
+    Ok(format!(
+        "{id} still awaits two other approvers; refused with: {message}"
+    ))
 }
 
 /// Sam asks to contain someone who does not exist.
@@ -153,10 +172,16 @@ async fn unknown_user_refused(sandbox: &Sandbox) -> ScenarioResult {
         "the refusal does not say what is wrong: {answer}"
     );
     ensure!(
-        sandbox.find("nobody@contoso.com", "INC0010001").await?.is_empty(),
+        sandbox
+            .find("nobody@contoso.com", "INC0010001")
+            .await?
+            .is_empty(),
         "a request was stored for an unknown user"
     );
-    Ok(format!("answered: {}", answer.lines().next().unwrap_or_default()))
+    Ok(format!(
+        "answered: {}",
+        answer.lines().next().unwrap_or_default()
+    ))
 }
 
 /// ServiceNow asks, by signed webhook, to contain a service account.
@@ -174,7 +199,10 @@ async fn webhook_service_account(sandbox: &Sandbox) -> ScenarioResult {
     ensure!(status == 202, "the webhook was answered {status}");
     let redelivered_at = chrono::Utc::now().timestamp() - 1;
     let again = super::send_webhook_at(sandbox, &body, redelivered_at).await?;
-    ensure!(again == 200, "a second delivery was answered {again}, not 200");
+    ensure!(
+        again == 200,
+        "a second delivery was answered {again}, not 200"
+    );
     let id = sandbox
         .wait_for_request("svc-backup@contoso.com", "INC0010003")
         .await?;
@@ -182,12 +210,18 @@ async fn webhook_service_account(sandbox: &Sandbox) -> ScenarioResult {
     let priya = sandbox.user(ids::PRIYA, "Priya Shah");
     priya.click("approve", &id, &card, None).await?;
     sandbox.wait_for_state(&id, &["contained"]).await?;
-    let user = sandbox.tenant.graph().user(ids::SVC_BACKUP).context("no svc-backup")?;
+    let user = sandbox
+        .tenant
+        .graph()
+        .user(ids::SVC_BACKUP)
+        .context("no svc-backup")?;
     ensure!(
         user.account_enabled,
         "the service account was blocked; its runbook only revokes sessions"
     );
-    Ok(format!("{id} contained with the service-account runbook (sessions revoked, sign-in kept)"))
+    Ok(format!(
+        "{id} contained with the service-account runbook (sessions revoked, sign-in kept)"
+    ))
 }
 
 /// Identity writes (PATCH and POST) Graph received for one user.

@@ -60,10 +60,7 @@ struct Progress {
 impl GraphClient {
     /// Sends `request` until it succeeds, fails for good, or the retry
     /// budget is spent.
-    pub(super) async fn call(
-        &self,
-        request: GraphRequest,
-    ) -> Result<GraphAnswer, GraphError> {
+    pub(super) async fn call(&self, request: GraphRequest) -> Result<GraphAnswer, GraphError> {
         let mut progress = Progress {
             client_request_id: Uuid::new_v4().to_string(),
             attempts: 0,
@@ -72,26 +69,23 @@ impl GraphClient {
         };
         loop {
             progress.attempts += 1;
-            let (failure, asked_wait) =
-                match self.attempt(&request, &progress).await {
-                    Ok((reply, _)) if is_success(reply.status) => {
-                        return Ok(answer(reply, &progress));
-                    }
-                    Ok((reply, token))
-                        if reply.status == 401 && !progress.token_renewed =>
-                    {
-                        progress.token_renewed = true;
-                        self.inner.tokens.invalidate(&token).await;
-                        debug!("Graph refused the token; fetching a new one");
-                        continue;
-                    }
-                    Ok((reply, _)) => {
-                        crate::metrics::graph_answer(reply.status);
-                        let wait = retry_after(&reply.headers);
-                        (api_error(reply, &progress), wait)
-                    }
-                    Err(error) => (error, None),
-                };
+            let (failure, asked_wait) = match self.attempt(&request, &progress).await {
+                Ok((reply, _)) if is_success(reply.status) => {
+                    return Ok(answer(reply, &progress));
+                }
+                Ok((reply, token)) if reply.status == 401 && !progress.token_renewed => {
+                    progress.token_renewed = true;
+                    self.inner.tokens.invalidate(&token).await;
+                    debug!("Graph refused the token; fetching a new one");
+                    continue;
+                }
+                Ok((reply, _)) => {
+                    crate::metrics::graph_answer(reply.status);
+                    let wait = retry_after(&reply.headers);
+                    (api_error(reply, &progress), wait)
+                }
+                Err(error) => (error, None),
+            };
             if !failure.is_transient() {
                 return Err(failure);
             }
@@ -158,7 +152,14 @@ impl GraphClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?.to_vec();
-        Ok((Reply { status, headers, body }, token))
+        Ok((
+            Reply {
+                status,
+                headers,
+                body,
+            },
+            token,
+        ))
     }
 }
 

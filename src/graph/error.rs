@@ -29,9 +29,7 @@ pub enum GraphError {
     },
     /// Graph could not be reached, reset the connection or did not answer
     /// within the timeout, after every attempt the retry policy allowed.
-    #[error(
-        "Graph unreachable; {source} (client-request-id {client_request_id})"
-    )]
+    #[error("Graph unreachable; {source} (client-request-id {client_request_id})")]
     Transport {
         client_request_id: String,
         #[source]
@@ -72,9 +70,7 @@ impl GraphError {
     /// The HTTP status Graph answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Api { status, .. } | Self::Decode { status, .. } => {
-                Some(*status)
-            }
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
             Self::Token { source } => source.status(),
             Self::Transport { .. }
             | Self::UnsupportedMethod { .. }
@@ -94,9 +90,7 @@ impl GraphError {
     /// The `request-id` Graph gave back, if it answered.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Self::Api { request_id, .. } | Self::Decode { request_id, .. } => {
-                request_id.as_deref()
-            }
+            Self::Api { request_id, .. } | Self::Decode { request_id, .. } => request_id.as_deref(),
             _ => None,
         }
     }
@@ -209,7 +203,10 @@ mod tests {
             "request-id":"r-1","client-request-id":"c-1"}}}"#;
         let parsed = parse_error_body(body).unwrap();
         assert_eq!(parsed.code.as_deref(), Some("Request_ResourceNotFound"));
-        assert_eq!(parsed.message.as_deref(), Some("Resource 'x' does not exist."));
+        assert_eq!(
+            parsed.message.as_deref(),
+            Some("Resource 'x' does not exist.")
+        );
         assert_eq!(parsed.request_id.as_deref(), Some("r-1"));
         assert_eq!(parsed.date.as_deref(), Some("2025-01-02T03:04:05"));
     }
@@ -251,9 +248,14 @@ mod tests {
 
     #[test]
     fn throttling_and_gateway_errors_are_transient_others_not() {
-        for (status, transient) in [(429, true), (503, true), (504, true),
-            (500, false), (400, false), (404, false)]
-        {
+        for (status, transient) in [
+            (429, true),
+            (503, true),
+            (504, true),
+            (500, false),
+            (400, false),
+            (404, false),
+        ] {
             let error = GraphError::Api {
                 status,
                 code: String::new(),

@@ -105,10 +105,7 @@ impl GraphClient {
 
     /// Reads a user by UPN or object id; `None` when Graph has no such
     /// user.
-    pub async fn get_user(
-        &self,
-        upn_or_id: &str,
-    ) -> Result<Option<DirectoryUser>, GraphError> {
+    pub async fn get_user(&self, upn_or_id: &str) -> Result<Option<DirectoryUser>, GraphError> {
         let mut url = self.endpoint(&["users", upn_or_id])?;
         url.set_query(Some(&format!("$select={}", model::USER_FIELDS)));
         match self.call(GraphRequest::get(url)).await {
@@ -139,15 +136,8 @@ impl GraphClient {
     /// The role definition ids directly assigned to the user. Roles held
     /// through group membership are not included: v1.0 has no transitive
     /// listing, so privileged groups must also be named in the policy.
-    pub async fn directory_role_ids(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<String>, GraphError> {
-        let mut url = self.endpoint(&[
-            "roleManagement",
-            "directory",
-            "roleAssignments",
-        ])?;
+    pub async fn directory_role_ids(&self, user_id: &str) -> Result<Vec<String>, GraphError> {
+        let mut url = self.endpoint(&["roleManagement", "directory", "roleAssignments"])?;
         let filter = format!("principalId eq '{}'", user_id.replace('\'', "''"));
         url.set_query(Some(&format!("$filter={}", encode_query(&filter))));
         let assignments: Vec<RoleAssignment> = self.list(url).await?;
@@ -178,10 +168,7 @@ impl GraphClient {
     /// may hide a revocation that took effect (see
     /// [`GraphError::may_have_taken_effect`]) it is not sent again: the
     /// caller reads the user back to find out.
-    pub async fn revoke_sign_in_sessions(
-        &self,
-        user_id: &str,
-    ) -> Result<GraphReceipt, GraphError> {
+    pub async fn revoke_sign_in_sessions(&self, user_id: &str) -> Result<GraphReceipt, GraphError> {
         let url = self.endpoint(&["users", user_id, "revokeSignInSessions"])?;
         let request = GraphRequest {
             repeat_safe: false,
@@ -202,10 +189,7 @@ impl GraphClient {
     }
 
     /// Makes the user choose a new password at the next sign-in.
-    pub async fn require_password_change(
-        &self,
-        user_id: &str,
-    ) -> Result<GraphReceipt, GraphError> {
+    pub async fn require_password_change(&self, user_id: &str) -> Result<GraphReceipt, GraphError> {
         let url = self.endpoint(&["users", user_id])?;
         let body = json!({
             "passwordProfile": { "forceChangePasswordNextSignIn": true }
@@ -215,10 +199,7 @@ impl GraphClient {
     }
 
     /// The user's registered authentication methods, password included.
-    pub async fn list_auth_methods(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<AuthMethod>, GraphError> {
+    pub async fn list_auth_methods(&self, user_id: &str) -> Result<Vec<AuthMethod>, GraphError> {
         let path = ["users", user_id, "authentication", "methods"];
         self.list(self.endpoint(&path)?).await
     }
@@ -230,11 +211,11 @@ impl GraphClient {
         user_id: &str,
         method: &AuthMethod,
     ) -> Result<GraphReceipt, GraphError> {
-        let segment = method.delete_segment().ok_or_else(|| {
-            GraphError::UnsupportedMethod {
+        let segment = method
+            .delete_segment()
+            .ok_or_else(|| GraphError::UnsupportedMethod {
                 odata_type: method.odata_type.clone(),
-            }
-        })?;
+            })?;
         let path = ["users", user_id, "authentication", segment, &method.id];
         let url = self.endpoint(&path)?;
         let request = GraphRequest {
@@ -250,7 +231,9 @@ impl GraphClient {
     pub async fn check_token(&self) -> Result<(), GraphError> {
         self.endpoint(&[])?;
         let token = self.inner.tokens.token().await;
-        token.map(drop).map_err(|source| GraphError::Token { source })
+        token
+            .map(drop)
+            .map_err(|source| GraphError::Token { source })
     }
 
     /// The application permissions granted to the app, as the `roles`
@@ -337,7 +320,9 @@ fn same_origin_link(
     link: &str,
     answer: &call::GraphAnswer,
 ) -> Result<Url, GraphError> {
-    let next = Url::parse(link).ok().filter(|n| n.origin() == current.origin());
+    let next = Url::parse(link)
+        .ok()
+        .filter(|n| n.origin() == current.origin());
     next.ok_or_else(|| GraphError::Decode {
         status: answer.receipt.status,
         reason: "@odata.nextLink points away from the Graph host".into(),

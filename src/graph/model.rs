@@ -76,22 +76,14 @@ impl AuthMethod {
     pub fn delete_segment(&self) -> Option<&'static str> {
         let kind = self.odata_type.trim_start_matches("#microsoft.graph.");
         let segment = match kind {
-            "microsoftAuthenticatorAuthenticationMethod" => {
-                "microsoftAuthenticatorMethods"
-            }
+            "microsoftAuthenticatorAuthenticationMethod" => "microsoftAuthenticatorMethods",
             "phoneAuthenticationMethod" => "phoneMethods",
             "fido2AuthenticationMethod" => "fido2Methods",
             "softwareOathAuthenticationMethod" => "softwareOathMethods",
             "emailAuthenticationMethod" => "emailMethods",
-            "temporaryAccessPassAuthenticationMethod" => {
-                "temporaryAccessPassMethods"
-            }
-            "windowsHelloForBusinessAuthenticationMethod" => {
-                "windowsHelloForBusinessMethods"
-            }
-            "platformCredentialAuthenticationMethod" => {
-                "platformCredentialMethods"
-            }
+            "temporaryAccessPassAuthenticationMethod" => "temporaryAccessPassMethods",
+            "windowsHelloForBusinessAuthenticationMethod" => "windowsHelloForBusinessMethods",
+            "platformCredentialAuthenticationMethod" => "platformCredentialMethods",
             _ => return None,
         };
         Some(segment)
@@ -157,7 +149,10 @@ mod tests {
             waited_ms: 1000,
         };
         let json = serde_json::to_string(&receipt).unwrap();
-        assert_eq!(serde_json::from_str::<GraphReceipt>(&json).unwrap(), receipt);
+        assert_eq!(
+            serde_json::from_str::<GraphReceipt>(&json).unwrap(),
+            receipt
+        );
     }
 
     #[test]

@@ -46,9 +46,10 @@ fn step_permission(step: StepKind) -> Option<(&'static str, &'static [&'static s
             &["User.ReadWrite.All", "Directory.ReadWrite.All"],
         ),
         StepKind::ResetAuthMethods => ("UserAuthenticationMethod.ReadWrite.All", &[]),
-        StepKind::RequirePasswordChange => {
-            ("User-PasswordProfile.ReadWrite.All", &["User.ReadWrite.All"])
-        }
+        StepKind::RequirePasswordChange => (
+            "User-PasswordProfile.ReadWrite.All",
+            &["User.ReadWrite.All"],
+        ),
         StepKind::Verify => ("User.Read.All", USER_READ_COVER),
         _ => return None,
     };
@@ -135,19 +136,28 @@ mod tests {
             token_roles(&token).unwrap(),
             ["User.Read.All", "User.RevokeSessions.All"]
         );
-        assert_eq!(token_roles(&jwt(r#"{"aud":"x"}"#)).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            token_roles(&jwt(r#"{"aud":"x"}"#)).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn opaque_token_is_reported_not_guessed() {
-        assert!(token_roles("opaque-token").unwrap_err().contains("not a JWT"));
+        assert!(token_roles("opaque-token")
+            .unwrap_err()
+            .contains("not a JWT"));
         assert!(token_roles("a.%%%.c").unwrap_err().contains("base64url"));
     }
 
     #[test]
     fn reset_auth_methods_needs_its_permission_only_when_configured() {
-        let standard: BTreeSet<_> =
-            [StepKind::BlockSignIn, StepKind::RevokeSessions, StepKind::Verify].into();
+        let standard: BTreeSet<_> = [
+            StepKind::BlockSignIn,
+            StepKind::RevokeSessions,
+            StepKind::Verify,
+        ]
+        .into();
         let names: Vec<_> = needed_permissions(&standard, false)
             .iter()
             .map(|n| n.permission)
@@ -164,14 +174,21 @@ mod tests {
         let mut with_reset = standard.clone();
         with_reset.insert(StepKind::ResetAuthMethods);
         let needs = needed_permissions(&with_reset, true);
-        assert!(needs.iter().any(|n| n.permission == "UserAuthenticationMethod.ReadWrite.All"));
-        assert!(needs.iter().any(|n| n.permission == "RoleManagement.Read.Directory"));
+        assert!(needs
+            .iter()
+            .any(|n| n.permission == "UserAuthenticationMethod.ReadWrite.All"));
+        assert!(needs
+            .iter()
+            .any(|n| n.permission == "RoleManagement.Read.Directory"));
     }
 
     #[test]
     fn a_broader_permission_meets_a_need() {
         let needs = needed_permissions(&[StepKind::RevokeSessions].into(), false);
-        let revoke = needs.iter().find(|n| n.permission == "User.RevokeSessions.All").unwrap();
+        let revoke = needs
+            .iter()
+            .find(|n| n.permission == "User.RevokeSessions.All")
+            .unwrap();
         assert!(revoke.is_met_by(&["user.readwrite.all".to_string()]));
         assert!(!revoke.is_met_by(&["User.Read.All".to_string()]));
     }

@@ -46,20 +46,22 @@ pub fn routes(api_settings: &crate::config::ApiConfig) -> Router<AppState> {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     routes(&state.engine.config.api)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                // The containment fields are filled in by the engine once
-                // it knows which request the call is about.
-                tracing::info_span!(
-                    "http",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    http_id = %uuid::Uuid::new_v4(),
-                    request_id = tracing::field::Empty,
-                    incident = tracing::field::Empty,
-                    target = tracing::field::Empty,
-                )
-            },
-        ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &axum::http::Request<axum::body::Body>| {
+                    // The containment fields are filled in by the engine once
+                    // it knows which request the call is about.
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        http_id = %uuid::Uuid::new_v4(),
+                        request_id = tracing::field::Empty,
+                        incident = tracing::field::Empty,
+                        target = tracing::field::Empty,
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }

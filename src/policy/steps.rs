@@ -24,9 +24,7 @@ pub const STEP_CATALOGUE: &[&str] = &[
 ];
 
 /// One step of a runbook.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// Work note on the incident and move it to In Progress.

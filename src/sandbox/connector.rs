@@ -155,7 +155,11 @@ impl ConnectorSim {
     /// One message by activity id.
     pub fn message(&self, activity_id: &str) -> Option<PostedMessage> {
         let board = self.board();
-        board.messages.iter().find(|m| m.activity_id == activity_id).cloned()
+        board
+            .messages
+            .iter()
+            .find(|m| m.activity_id == activity_id)
+            .cloned()
     }
 
     /// A thread: its root first, then its replies in posting order.
@@ -274,10 +278,14 @@ fn bad_argument(message: &str) -> SimError {
 /// The activity in a request body, checked the way the connector does.
 fn parse_activity(body: &Bytes) -> Result<Value, SimError> {
     if body.len() > MESSAGE_SIZE_LIMIT {
-        return Err(SimError::new(413, "MessageSizeTooBig", "Message size too big"));
+        return Err(SimError::new(
+            413,
+            "MessageSizeTooBig",
+            "Message size too big",
+        ));
     }
-    let activity: Value =
-        serde_json::from_slice(body).map_err(|_| bad_argument("The request body is not valid JSON."))?;
+    let activity: Value = serde_json::from_slice(body)
+        .map_err(|_| bad_argument("The request body is not valid JSON."))?;
     valid_activity(activity)
 }
 
@@ -308,10 +316,14 @@ async fn create_conversation(
     State(sim): State<ConnectorSim>,
     body: Bytes,
 ) -> Result<Response, SimError> {
-    let params: Value =
-        serde_json::from_slice(&body).map_err(|_| bad_argument("The request body is not valid JSON."))?;
+    let params: Value = serde_json::from_slice(&body)
+        .map_err(|_| bad_argument("The request body is not valid JSON."))?;
     check_tenant(&params)?;
-    let activity = params.get("activity").cloned().map(valid_activity).transpose()?;
+    let activity = params
+        .get("activity")
+        .cloned()
+        .map(valid_activity)
+        .transpose()?;
     let channel = params
         .pointer("/channelData/channel/id")
         .and_then(Value::as_str);
@@ -322,7 +334,9 @@ async fn create_conversation(
             json!({ "id": conversation, "activityId": root })
         }
         (Some(_), None) => {
-            return Err(bad_argument("An activity is required to start a channel thread."))
+            return Err(bad_argument(
+                "An activity is required to start a channel thread.",
+            ))
         }
         (None, activity) => {
             let conversation = format!("a:1{}", uuid::Uuid::new_v4().simple());
@@ -403,5 +417,9 @@ async fn delete_activity(
 }
 
 fn activity_not_found() -> SimError {
-    SimError::new(404, "NotFound", "The activity was not found in this conversation.")
+    SimError::new(
+        404,
+        "NotFound",
+        "The activity was not found in this conversation.",
+    )
 }

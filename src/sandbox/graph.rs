@@ -281,7 +281,10 @@ impl Directory {
         while let Some(member) = frontier.pop() {
             for group in &self.groups {
                 let id = group.id.to_ascii_lowercase();
-                let contains = group.members.iter().any(|m| m.eq_ignore_ascii_case(&member));
+                let contains = group
+                    .members
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&member));
                 if contains && found.insert(id.clone()) {
                     frontier.push(id);
                 }
@@ -480,10 +483,18 @@ fn permission_for(method: &Method, path: &str) -> &'static [&'static str] {
         ];
     }
     if path.ends_with("/checkMemberGroups") {
-        return &["GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"];
+        return &[
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            "Directory.Read.All",
+        ];
     }
     if path.ends_with("/revokeSignInSessions") {
-        return &["User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"];
+        return &[
+            "User.RevokeSessions.All",
+            "User.ReadWrite.All",
+            "Directory.ReadWrite.All",
+        ];
     }
     if path.contains("/authentication/") {
         return match *method {
@@ -507,7 +518,11 @@ impl GraphSim {
         if any_of.is_empty() {
             return Ok(());
         }
-        let roles = self.inner.login.roles(headers, Audience::Graph).unwrap_or_default();
+        let roles = self
+            .inner
+            .login
+            .roles(headers, Audience::Graph)
+            .unwrap_or_default();
         let held = any_of
             .iter()
             .any(|needed| roles.iter().any(|r| r.eq_ignore_ascii_case(needed)));
@@ -597,10 +612,15 @@ async fn check_member_groups(
 }
 
 fn group_ids(object: &Map<String, Value>) -> Result<Vec<String>, SimError> {
-    let ids: Option<Vec<String>> = object
-        .get("groupIds")
-        .and_then(Value::as_array)
-        .and_then(|ids| ids.iter().map(|id| id.as_str().map(str::to_string)).collect());
+    let ids: Option<Vec<String>> =
+        object
+            .get("groupIds")
+            .and_then(Value::as_array)
+            .and_then(|ids| {
+                ids.iter()
+                    .map(|id| id.as_str().map(str::to_string))
+                    .collect()
+            });
     let ids = ids.ok_or_else(|| bad_request("groupIds must be an array of strings."))?;
     if ids.len() > MAX_GROUP_IDS {
         return Err(bad_request(format!(
@@ -666,9 +686,8 @@ impl UserPatch {
         if self.force_change_password.is_some() || self.password_set {
             needed.push(&["User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"]);
         }
-        let other = self.department.is_some()
-            || self.job_title.is_some()
-            || self.display_name.is_some();
+        let other =
+            self.department.is_some() || self.job_title.is_some() || self.display_name.is_some();
         if other {
             needed.push(&["User.ReadWrite.All"]);
         }

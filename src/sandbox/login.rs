@@ -20,13 +20,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -143,7 +143,11 @@ impl LoginSim {
     /// Every token issued since the start, revoked and expired ones too,
     /// for tests that check no token ever reaches a log line.
     pub fn issued_tokens(&self) -> Vec<String> {
-        self.inner.every_token.lock().expect("issued tokens").clone()
+        self.inner
+            .every_token
+            .lock()
+            .expect("issued tokens")
+            .clone()
     }
 
     /// Makes every token issued so far expired, as if an hour had passed.
@@ -302,9 +306,7 @@ async fn issue(
     body: Bytes,
 ) -> Result<Json<Value>, SimError> {
     check_tenant(&tenant)?;
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .into_owned()
-        .collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
 
     if field("grant_type") != "client_credentials" {

@@ -282,14 +282,22 @@ async fn require_auth(
 }
 
 async fn unknown_resource() -> SimError {
-    SimError::new(400, "BadRequest", "Requested URI does not represent any resource")
+    SimError::new(
+        400,
+        "BadRequest",
+        "Requested URI does not represent any resource",
+    )
 }
 
 fn incident_table(table: &str) -> Result<(), SimError> {
     if table == "incident" {
         return Ok(());
     }
-    Err(SimError::new(400, "BadRequest", format!("Invalid table {table}")))
+    Err(SimError::new(
+        400,
+        "BadRequest",
+        format!("Invalid table {table}"),
+    ))
 }
 
 /// The `sysparm_fields` list, if the query has one.
@@ -348,7 +356,10 @@ fn query_journal(sim: &ServiceNowSim, query: Option<&str>) -> Response {
         .iter()
         .flat_map(|incident| {
             let sys_id = incident.field("sys_id").to_string();
-            incident.journal.iter().map(move |entry| journal_row(&sys_id, entry))
+            incident
+                .journal
+                .iter()
+                .map(move |entry| journal_row(&sys_id, entry))
         })
         .filter(|row| matches_terms(|f| row.get(f).and_then(Value::as_str).unwrap_or(""), &terms))
         .collect();
@@ -421,7 +432,9 @@ async fn get_record(
     let fields = field_list(query.as_deref());
     let mut instance = sim.instance();
     let incident = instance.by_sys_id(&sys_id)?;
-    Ok(Json(json!({ "result": incident.to_json(fields.as_deref()) })))
+    Ok(Json(
+        json!({ "result": incident.to_json(fields.as_deref()) }),
+    ))
 }
 
 async fn patch_record(
@@ -433,8 +446,10 @@ async fn patch_record(
 ) -> Result<Response, SimError> {
     incident_table(&table)?;
     let Ok(Value::Object(changes)) = serde_json::from_slice(&body) else {
-        return Err(SimError::new(400, "BadRequest", "Exception while reading request")
-            .detail("The payload is not valid JSON."));
+        return Err(
+            SimError::new(400, "BadRequest", "Exception while reading request")
+                .detail("The payload is not valid JSON."),
+        );
     };
     let fields = field_list(query.as_deref());
     let mut instance = sim.instance();
@@ -469,7 +484,9 @@ fn apply_changes(incident: &mut Incident, changes: &Map<String, Value>, by: &str
     }
     let count: u64 = incident.field("sys_mod_count").parse().unwrap_or(0);
     let stamp = now.format(TIME_FORMAT).to_string();
-    incident.fields.insert("sys_updated_on".into(), json!(stamp));
+    incident
+        .fields
+        .insert("sys_updated_on".into(), json!(stamp));
     incident.fields.insert("sys_updated_by".into(), json!(by));
     incident
         .fields
@@ -480,9 +497,7 @@ async fn issue_token(
     State(sim): State<ServiceNowSim>,
     body: Bytes,
 ) -> Result<Json<Value>, Response> {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .into_owned()
-        .collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let client_ok = field("client_id") == ids::SERVICENOW_CLIENT_ID
         && field("client_secret") == ids::SERVICENOW_CLIENT_SECRET;

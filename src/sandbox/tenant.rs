@@ -96,8 +96,7 @@ pub fn users() -> Vec<SimUser> {
         SimUser::member(ALICE, ALICE_UPN, "Alice Bennett")
             .works_in("Finance", "Accounts Payable Lead")
             .with_methods(alice_methods()),
-        SimUser::member(ADELE, ADELE_UPN, "Adele Vance")
-            .works_in("IT", "Identity Administrator"),
+        SimUser::member(ADELE, ADELE_UPN, "Adele Vance").works_in("IT", "Identity Administrator"),
         SimUser::member(SVC_BACKUP, SVC_BACKUP_UPN, "Backup Service")
             .works_in("IT", "Service account"),
         SimUser::member(BREAK_GLASS, BREAK_GLASS_UPN, "Emergency Access")
@@ -106,10 +105,8 @@ pub fn users() -> Vec<SimUser> {
             .works_in("Sales", "Account Executive")
             .disabled(),
         SimUser::guest(GINA, GINA_UPN, "Gina (Fabrikam)", "gina@fabrikam.com"),
-        SimUser::member(OSCAR, OSCAR_UPN, "Oscar Ruiz")
-            .works_in("Security", "On-call Responder"),
-        SimUser::member(PRIYA, PRIYA_UPN, "Priya Shah")
-            .works_in("Security", "On-call Responder"),
+        SimUser::member(OSCAR, OSCAR_UPN, "Oscar Ruiz").works_in("Security", "On-call Responder"),
+        SimUser::member(PRIYA, PRIYA_UPN, "Priya Shah").works_in("Security", "On-call Responder"),
         SimUser::member(SAM, SAM_UPN, "Sam Lee").works_in("Security", "SOC Analyst"),
     ]
 }
@@ -133,7 +130,11 @@ fn alice_methods() -> Vec<AuthMethod> {
 pub fn groups() -> Vec<SimGroup> {
     vec![
         SimGroup::new(APPROVERS_GROUP, "Containment approvers", &[OSCAR, PRIYA]),
-        SimGroup::new(PRIVILEGED_GROUP, "Privileged accounts", &[TIER0_ADMINS_GROUP]),
+        SimGroup::new(
+            PRIVILEGED_GROUP,
+            "Privileged accounts",
+            &[TIER0_ADMINS_GROUP],
+        ),
         SimGroup::new(SERVICE_ACCOUNTS_GROUP, "Service accounts", &[SVC_BACKUP]),
         SimGroup::new(TIER0_ADMINS_GROUP, "Tier-0 admins", &[ADELE]),
     ]
@@ -150,12 +151,42 @@ pub fn incidents() -> Vec<Value> {
         incident(number, sys_id, upn, "security", "account_compromise", what)
     };
     vec![
-        security(INC_ALICE, INC_ALICE_SYS_ID, ALICE_UPN, "token theft suspected"),
-        security(INC_ADELE, INC_ADELE_SYS_ID, ADELE_UPN, "admin sign-in from a new country"),
-        security(INC_SVC_BACKUP, INC_SVC_BACKUP_SYS_ID, SVC_BACKUP_UPN, "service account used interactively"),
-        security(INC_DAVE, INC_DAVE_SYS_ID, DAVE_UPN, "sign-in attempts on a disabled account"),
-        security(INC_BREAK_GLASS, INC_BREAK_GLASS_SYS_ID, BREAK_GLASS_UPN, "break-glass account sign-in"),
-        security(INC_GINA, INC_GINA_SYS_ID, GINA_UPN, "guest account password spray"),
+        security(
+            INC_ALICE,
+            INC_ALICE_SYS_ID,
+            ALICE_UPN,
+            "token theft suspected",
+        ),
+        security(
+            INC_ADELE,
+            INC_ADELE_SYS_ID,
+            ADELE_UPN,
+            "admin sign-in from a new country",
+        ),
+        security(
+            INC_SVC_BACKUP,
+            INC_SVC_BACKUP_SYS_ID,
+            SVC_BACKUP_UPN,
+            "service account used interactively",
+        ),
+        security(
+            INC_DAVE,
+            INC_DAVE_SYS_ID,
+            DAVE_UPN,
+            "sign-in attempts on a disabled account",
+        ),
+        security(
+            INC_BREAK_GLASS,
+            INC_BREAK_GLASS_SYS_ID,
+            BREAK_GLASS_UPN,
+            "break-glass account sign-in",
+        ),
+        security(
+            INC_GINA,
+            INC_GINA_SYS_ID,
+            GINA_UPN,
+            "guest account password spray",
+        ),
         incident(
             INC_ALICE_INQUIRY,
             INC_ALICE_INQUIRY_SYS_ID,
@@ -164,7 +195,12 @@ pub fn incidents() -> Vec<Value> {
             "",
             "cannot find the expense report form",
         ),
-        security(INC_OSCAR, INC_OSCAR_SYS_ID, OSCAR_UPN, "impossible travel on an approver"),
+        security(
+            INC_OSCAR,
+            INC_OSCAR_SYS_ID,
+            OSCAR_UPN,
+            "impossible travel on an approver",
+        ),
     ]
 }
 
@@ -223,8 +259,8 @@ mod tests {
         let groups = groups();
         for group in &groups {
             for member in &group.members {
-                let known = users.iter().any(|u| &u.id == member)
-                    || groups.iter().any(|g| &g.id == member);
+                let known =
+                    users.iter().any(|u| &u.id == member) || groups.iter().any(|g| &g.id == member);
                 assert!(known, "{member} in {}", group.display_name);
             }
         }

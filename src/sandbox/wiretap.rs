@@ -372,12 +372,7 @@ pub(crate) async fn observe(
 
 /// Plays a fault; `None` means the connection was reset and the response
 /// returned by the middleware will never reach the client.
-async fn play(
-    dialect: Dialect,
-    kind: FaultKind,
-    request: Request,
-    next: Next,
-) -> Option<Response> {
+async fn play(dialect: Dialect, kind: FaultKind, request: Request, next: Next) -> Option<Response> {
     match kind {
         FaultKind::Status {
             status,
@@ -402,7 +397,10 @@ async fn play(
         FaultKind::AnswerLate(_) => Some(next.run(request).await),
         FaultKind::AfterEffect { status } => {
             let _served = next.run(request).await;
-            Some(SimError::new(status, default_code(status), default_message(status)).into_response())
+            Some(
+                SimError::new(status, default_code(status), default_message(status))
+                    .into_response(),
+            )
         }
     }
 }
@@ -421,7 +419,9 @@ fn reset(request: &Request) -> Option<Response> {
 
 fn malformed(dialect: Dialect) -> Response {
     let cut = match dialect {
-        Dialect::Graph => r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users/$entity","id":"c0d0a000-00"#,
+        Dialect::Graph => {
+            r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users/$entity","id":"c0d0a000-00"#
+        }
         Dialect::ServiceNow => r#"{"result":[{"sys_id":"c0d0a0000"#,
         Dialect::Connector => r#"{"id":"19:"#,
         Dialect::Login => r#"{"token_type":"Bearer","expires_in":35"#,
@@ -575,7 +575,9 @@ pub(crate) fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -597,7 +599,11 @@ mod tests {
     #[test]
     fn a_fault_is_used_up_after_its_times() {
         let tap = Wiretap::new(Dialect::Graph);
-        tap.inject(Fault::new(FaultKind::status(503)).on("patch", "/users/").times(2));
+        tap.inject(
+            Fault::new(FaultKind::status(503))
+                .on("patch", "/users/")
+                .times(2),
+        );
         let patch = Method::PATCH;
         assert!(tap.take_fault(&Method::GET, "/users/x").is_none());
         assert!(tap.take_fault(&patch, "/users/x").is_some());
@@ -619,7 +625,10 @@ mod tests {
 
     #[test]
     fn percent_escapes_are_decoded_and_broken_ones_kept() {
-        assert_eq!(percent_decode("19%3Aab%40thread;messageid%3D1"), "19:ab@thread;messageid=1");
+        assert_eq!(
+            percent_decode("19%3Aab%40thread;messageid%3D1"),
+            "19:ab@thread;messageid=1"
+        );
         assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -48,9 +48,7 @@ impl ServiceNowError {
     /// The HTTP status ServiceNow answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Api { status, .. } | Self::Decode { status, .. } => {
-                Some(*status)
-            }
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
             Self::Token(source) => source.status(),
             _ => None,
         }
@@ -128,7 +126,10 @@ mod tests {
             "status":"failure"}"#;
         let error = api_error(404, body);
         let text = error.to_string();
-        assert!(text.contains("404: No Record found (Record doesn't"), "{text}");
+        assert!(
+            text.contains("404: No Record found (Record doesn't"),
+            "{text}"
+        );
         assert_eq!(error.status(), Some(404));
         assert!(!error.is_transient());
     }

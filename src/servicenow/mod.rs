@@ -31,9 +31,7 @@ use crate::retry::{retry_after, RetryPolicy};
 use error::api_error;
 
 pub use error::ServiceNowError;
-pub use model::{
-    is_incident_number, Incident, IncidentState, IncidentUpdate,
-};
+pub use model::{is_incident_number, Incident, IncidentState, IncidentUpdate};
 
 /// How Cordon authenticates to the instance.
 #[derive(Debug, Clone)]
@@ -147,10 +145,7 @@ impl ServiceNowClient {
     /// The incident with this number, or `None` when there is none. The
     /// number must be letters then digits, so it cannot carry query
     /// syntax such as `^` or `=`.
-    pub async fn find_incident(
-        &self,
-        number: &str,
-    ) -> Result<Option<Incident>, ServiceNowError> {
+    pub async fn find_incident(&self, number: &str) -> Result<Option<Incident>, ServiceNowError> {
         if !is_incident_number(number) {
             return Err(ServiceNowError::InvalidNumber {
                 number: number.to_string(),
@@ -183,11 +178,9 @@ impl ServiceNowClient {
         }
         let path = ["api", "now", "table", "incident", sys_id];
         let url = self.endpoint(&path)?;
-        let body = serde_json::to_value(update).map_err(|e| {
-            ServiceNowError::Decode {
-                status: 0,
-                reason: format!("update could not be encoded ({e})"),
-            }
+        let body = serde_json::to_value(update).map_err(|e| ServiceNowError::Decode {
+            status: 0,
+            reason: format!("update could not be encoded ({e})"),
         })?;
         let mut request = Request::new(Method::PATCH, url, Some(body));
         request.appends_note = update
@@ -198,11 +191,7 @@ impl ServiceNowClient {
     }
 
     /// Appends `note` to the incident's work notes.
-    pub async fn add_work_note(
-        &self,
-        sys_id: &str,
-        note: &str,
-    ) -> Result<(), ServiceNowError> {
+    pub async fn add_work_note(&self, sys_id: &str, note: &str) -> Result<(), ServiceNowError> {
         let update = IncidentUpdate {
             state: None,
             work_notes: Some(note.to_string()),
@@ -263,8 +252,7 @@ impl ServiceNowClient {
                     body: Vec::new(),
                 });
             }
-            let Some(delay) = policy.next_delay(attempts, asked_wait, waited)
-            else {
+            let Some(delay) = policy.next_delay(attempts, asked_wait, waited) else {
                 return Err(failure);
             };
             warn!(
@@ -390,14 +378,9 @@ fn token_source(
 }
 
 /// `instance_url` with `segments` appended, each percent-encoded.
-fn instance_endpoint(
-    instance_url: &str,
-    segments: &[&str],
-) -> Result<Url, ServiceNowError> {
+fn instance_endpoint(instance_url: &str, segments: &[&str]) -> Result<Url, ServiceNowError> {
     let bad = |reason: String| ServiceNowError::Config {
-        reason: format!(
-            "servicenow.instance_url {instance_url:?} is not usable; {reason}"
-        ),
+        reason: format!("servicenow.instance_url {instance_url:?} is not usable; {reason}"),
     };
     let mut url = Url::parse(instance_url).map_err(|e| bad(e.to_string()))?;
     url.path_segments_mut()
@@ -407,9 +390,7 @@ fn instance_endpoint(
     Ok(url)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    answer: &Answer,
-) -> Result<T, ServiceNowError> {
+fn decode<T: serde::de::DeserializeOwned>(answer: &Answer) -> Result<T, ServiceNowError> {
     serde_json::from_slice(&answer.body).map_err(|e| ServiceNowError::Decode {
         status: answer.status,
         reason: format!("expected Table API JSON ({e})"),

@@ -93,9 +93,7 @@ pub fn is_incident_number(number: &str) -> bool {
 /// Whether `sys_id` can be put in a path as it is: ServiceNow's sys_ids
 /// are 32 hex digits; letters and digits are accepted.
 pub fn is_sys_id(sys_id: &str) -> bool {
-    !sys_id.is_empty()
-        && sys_id.len() <= 64
-        && sys_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !sys_id.is_empty() && sys_id.len() <= 64 && sys_id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A field value: a string, a number, null, or a reference object.
@@ -122,9 +120,7 @@ impl FieldValue {
     }
 }
 
-fn optional_field<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<String>, D::Error> {
+fn optional_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(FieldValue::deserialize(d)?.into_text())
 }
 
@@ -166,9 +162,16 @@ mod tests {
         for good in ["INC0012345", "SIR0001001", "inc1"] {
             assert!(is_incident_number(good), "{good}");
         }
-        for bad in ["", "INC", "0012", "INC001^ORnumber=INC2", "INC 1",
-            "INC1=1", "INC1A", "ΙNC1"]
-        {
+        for bad in [
+            "",
+            "INC",
+            "0012",
+            "INC001^ORnumber=INC2",
+            "INC 1",
+            "INC1=1",
+            "INC1A",
+            "ΙNC1",
+        ] {
             assert!(!is_incident_number(bad), "{bad}");
         }
     }

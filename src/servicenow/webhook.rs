@@ -60,8 +60,7 @@ pub fn sign(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
 
 fn mac_of(secret: &SecretString, timestamp: i64, body: &[u8]) -> HmacSha256 {
     let key = secret.expose_secret().as_bytes();
-    let mut mac =
-        HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -176,7 +175,10 @@ mod tests {
         let signature = sign(&secret("shared"), NOW - 30, BODY);
         let ts = (NOW - 30).to_string();
         let guard = ReplayGuard::new();
-        assert_eq!(check(Some(&ts), Some(&signature), BODY, &guard).await, Ok(()));
+        assert_eq!(
+            check(Some(&ts), Some(&signature), BODY, &guard).await,
+            Ok(())
+        );
     }
 
     #[test]
@@ -232,7 +234,10 @@ mod tests {
         let signature = sign(&secret("shared"), NOW, BODY);
         let ts = NOW.to_string();
         let guard = ReplayGuard::new();
-        assert_eq!(check(Some(&ts), Some(&signature), BODY, &guard).await, Ok(()));
+        assert_eq!(
+            check(Some(&ts), Some(&signature), BODY, &guard).await,
+            Ok(())
+        );
         let again = check(Some(&ts), Some(&signature), BODY, &guard).await;
         assert_eq!(again, Err(WebhookError::Replayed));
     }
@@ -245,7 +250,10 @@ mod tests {
         let tampered = b"{}";
         let first = check(Some(&ts), Some(&signature), tampered, &guard).await;
         assert_eq!(first, Err(WebhookError::BadSignature));
-        assert_eq!(check(Some(&ts), Some(&signature), BODY, &guard).await, Ok(()));
+        assert_eq!(
+            check(Some(&ts), Some(&signature), BODY, &guard).await,
+            Ok(())
+        );
     }
 
     #[tokio::test]

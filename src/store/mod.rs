@@ -185,10 +185,13 @@ impl Store {
     }
 
     pub async fn load(&self, id: &str) -> Result<Option<ContainmentRequest>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {} FROM requests WHERE id = $1", rows::COLUMNS))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM requests WHERE id = $1",
+            rows::COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| rows::request_from_row(&r)).transpose()
     }
 
@@ -376,7 +379,12 @@ impl Store {
     }
 
     /// Extends `owner`'s lease; false when it was lost to another replica.
-    pub async fn renew_lease(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
         let now = now_millis();
         let done = sqlx::query(
             "UPDATE requests SET lease_until = $1 \

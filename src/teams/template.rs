@@ -118,8 +118,9 @@ impl Template {
 
     fn check_expressions(&self, value: &Value) -> Result<(), TemplateError> {
         match value {
-            Value::String(text) => split_text(self.name, text)
-                .and_then(|pieces| self.check_pieces(&pieces)),
+            Value::String(text) => {
+                split_text(self.name, text).and_then(|pieces| self.check_pieces(&pieces))
+            }
             Value::Array(items) => items
                 .iter()
                 .try_for_each(|item| self.check_expressions(item)),
@@ -257,7 +258,11 @@ impl Expander {
     }
 
     /// An object, after binding its `$data` if it has one.
-    fn object(&mut self, map: &Map<String, Value>, scope: Scope) -> Result<Expanded, TemplateError> {
+    fn object(
+        &mut self,
+        map: &Map<String, Value>,
+        scope: Scope,
+    ) -> Result<Expanded, TemplateError> {
         let Some(binding) = map.get("$data") else {
             return self.element(map, scope);
         };
@@ -298,7 +303,11 @@ impl Expander {
     }
 
     /// An object in its own scope: `$when` decides, then every property.
-    fn element(&mut self, map: &Map<String, Value>, scope: Scope) -> Result<Expanded, TemplateError> {
+    fn element(
+        &mut self,
+        map: &Map<String, Value>,
+        scope: Scope,
+    ) -> Result<Expanded, TemplateError> {
         let shown = match map.get("$when") {
             Some(Value::String(text)) => truthy(&self.text(text, scope)?),
             Some(other) => truthy(other),
@@ -371,7 +380,6 @@ fn stringify(value: &Value) -> String {
         other => other.to_string(),
     }
 }
-
 
 /// A parsed `${...}` expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -871,7 +879,10 @@ mod tests {
             r#"{"n": "${n}", "b": "${b}", "list": "${list}", "o": "${o}"}"#,
             json!({"n": 3, "b": true, "list": [1, 2], "o": {"k": "v"}}),
         );
-        assert_eq!(out, json!({"n": 3, "b": true, "list": [1, 2], "o": {"k": "v"}}));
+        assert_eq!(
+            out,
+            json!({"n": 3, "b": true, "list": [1, 2], "o": {"k": "v"}})
+        );
     }
 
     #[test]
@@ -1038,7 +1049,11 @@ mod tests {
         let error = Template::parse("t", r#"{"t": "${if(a, b)}"}"#).unwrap_err();
         assert!(matches!(
             error,
-            TemplateError::Arity { expected: 3, given: 2, .. }
+            TemplateError::Arity {
+                expected: 3,
+                given: 2,
+                ..
+            }
         ));
     }
 
@@ -1069,16 +1084,14 @@ mod tests {
 
     #[test]
     fn null_values_and_present_keys_are_not_missing() {
-        let template =
-            Template::parse("t", r#"{"a": "${dept}", "b": "${dept.name}"}"#).unwrap();
+        let template = Template::parse("t", r#"{"a": "${dept}", "b": "${dept.name}"}"#).unwrap();
         let missing = template.missing_paths(&json!({"dept": null})).unwrap();
         assert!(missing.is_empty(), "{missing:?}");
     }
 
     #[test]
     fn an_empty_sample_array_is_reported_because_items_go_unchecked() {
-        let template =
-            Template::parse("t", r#"[{"$data": "${steps}", "t": "${x}"}]"#).unwrap();
+        let template = Template::parse("t", r#"[{"$data": "${steps}", "t": "${x}"}]"#).unwrap();
         let missing = template.missing_paths(&json!({"steps": []})).unwrap();
         assert_eq!(missing.len(), 1, "{missing:?}");
     }
