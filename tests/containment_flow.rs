@@ -6,25 +6,14 @@ use std::time::Duration;
 use cordon::demo::{send_webhook, Sandbox};
 use cordon::sandbox::tenant::ids;
 use serde_json::{json, Value};
+use support::graph_writes;
+
+mod support;
 
 async fn sandbox() -> Sandbox {
     Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .expect("sandbox starts")
-}
-
-/// Graph writes (anything but GET and the group check) about one user, in
-/// the order Graph received them, as "METHOD path".
-fn graph_writes(sandbox: &Sandbox, user_id: &str) -> Vec<String> {
-    sandbox
-        .tenant
-        .graph()
-        .calls()
-        .iter()
-        .filter(|c| c.method != "GET" && c.path.contains(user_id))
-        .filter(|c| !c.path.ends_with("checkMemberGroups"))
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect()
 }
 
 async fn requested(
@@ -54,7 +43,7 @@ async fn a_standard_user_is_contained_after_one_approval_with_block_before_revok
     )
     .await;
     assert!(
-        graph_writes(&sandbox, ids::ALICE).is_empty(),
+        graph_writes(&sandbox.tenant, ids::ALICE).is_empty(),
         "no write before approval"
     );
 
@@ -68,7 +57,7 @@ async fn a_standard_user_is_contained_after_one_approval_with_block_before_revok
     );
 
     let done = sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
-    let writes = graph_writes(&sandbox, ids::ALICE);
+    let writes = graph_writes(&sandbox.tenant, ids::ALICE);
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes[0].starts_with("PATCH"), "{writes:?}");
     assert!(writes[1].ends_with("revokeSignInSessions"), "{writes:?}");
@@ -113,7 +102,7 @@ async fn the_requester_cannot_approve_their_own_request() {
         .iter()
         .any(|e| e["event"] == "approval_refused");
     assert!(refused, "the refusal is audited");
-    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ALICE).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +124,7 @@ async fn someone_outside_the_approver_group_cannot_approve() {
     );
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
-    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ALICE).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,11 +149,11 @@ async fn a_privileged_target_needs_two_distinct_approvers() {
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
     assert_eq!(request["request"]["required_approvals"], 2);
-    assert!(graph_writes(&sandbox, ids::ADELE).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ADELE).is_empty());
 
     priya.click("approve", &id, &card, None).await.unwrap();
     sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
-    assert_eq!(graph_writes(&sandbox, ids::ADELE).len(), 2);
+    assert_eq!(graph_writes(&sandbox.tenant, ids::ADELE).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +184,7 @@ async fn a_rejected_request_changes_nothing_in_entra() {
         "application/vnd.microsoft.activity.message"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(graph_writes(&sandbox, ids::ALICE).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ALICE).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +382,7 @@ async fn the_servicenow_webhook_starts_the_same_flow_once() {
         .await
         .unwrap();
     sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
-    assert_eq!(graph_writes(&sandbox, ids::ALICE).len(), 2);
+    assert_eq!(graph_writes(&sandbox.tenant, ids::ALICE).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,7 +497,7 @@ async fn the_policy_command_explains_without_an_incident_and_changes_nothing() {
     assert!(answer.contains("would proceed"), "{answer}");
     assert!(answer.contains("privileged"), "{answer}");
     assert!(answer.contains("Approvals needed: 2"), "{answer}");
-    assert!(graph_writes(&sandbox, ids::ADELE).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ADELE).is_empty());
     assert!(sandbox
         .engine
         .store

@@ -26,6 +26,7 @@ mod server;
 mod support;
 
 use server::ServerProcess;
+use support::{eventually, graph_writes};
 
 /// Short leases and polls, so that takeovers and expiry happen in tests.
 fn quick(config: &mut Config) {
@@ -42,18 +43,6 @@ async fn sandbox(store: Option<String>, adjust: impl FnOnce(&mut Config)) -> San
     .expect("sandbox starts")
 }
 
-/// Graph writes about one user as "METHOD path", in the order received.
-fn graph_writes(tenant: &SimulatedTenant, user_id: &str) -> Vec<String> {
-    tenant
-        .graph()
-        .calls()
-        .iter()
-        .filter(|c| c.method != "GET" && c.path.contains(user_id))
-        .filter(|c| !c.path.ends_with("checkMemberGroups"))
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect()
-}
-
 /// Texts posted in the thread of the approval card `card`.
 fn thread_texts(tenant: &SimulatedTenant, card: &str) -> Vec<String> {
     tenant
@@ -63,17 +52,6 @@ fn thread_texts(tenant: &SimulatedTenant, card: &str) -> Vec<String> {
         .filter(|m| m.thread_root == card && !m.is_root())
         .map(|m| cordon::sandbox::render_text(&m.activity))
         .collect()
-}
-
-/// Polls `check` until it holds; panics with `what` after about 10 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// Asks for a containment from Teams and returns its id and card id.

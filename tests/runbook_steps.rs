@@ -10,6 +10,9 @@ use cordon::demo::Sandbox;
 use cordon::sandbox::tenant::ids;
 use cordon::sandbox::{Fault, FaultKind};
 use serde_json::Value;
+use support::graph_writes;
+
+mod support;
 
 const EVERY_GRAPH_STEP: [&str; 8] = [
     "servicenow_start",
@@ -46,23 +49,6 @@ async fn approved_run(sandbox: &Sandbox, upn: &str, incident: &str) -> Value {
     sandbox.wait_for_state(&id, &ended).await.unwrap()
 }
 
-/// Graph writes about `user_id`, in order, as "METHOD path" with the path
-/// below the API version.
-fn graph_writes(sandbox: &Sandbox, user_id: &str) -> Vec<String> {
-    sandbox
-        .tenant
-        .graph()
-        .calls()
-        .iter()
-        .filter(|c| c.method != "GET" && c.path.contains(user_id))
-        .filter(|c| !c.path.ends_with("checkMemberGroups"))
-        .map(|c| {
-            let path = c.path.trim_start_matches("/graph/v1.0");
-            format!("{} {path}", c.method)
-        })
-        .collect()
-}
-
 fn summary_note(sandbox: &Sandbox, incident: &str) -> String {
     let notes = sandbox.tenant.servicenow().work_notes(incident);
     notes
@@ -80,7 +66,7 @@ async fn reset_methods_and_password_change_run_in_order_and_leave_only_the_passw
 
     assert_eq!(done["request"]["state"], "contained", "{done:#}");
     let alice_path = format!("/users/{}", ids::ALICE);
-    let writes = graph_writes(&sandbox, ids::ALICE);
+    let writes = graph_writes(&sandbox.tenant, ids::ALICE);
     let expected = [
         format!("PATCH {alice_path}"),
         format!("POST {alice_path}/revokeSignInSessions"),
@@ -185,7 +171,7 @@ async fn a_service_account_has_its_sessions_revoked_and_stays_enabled() {
     let done = approved_run(&sandbox, ids::SVC_BACKUP_UPN, ids::INC_SVC_BACKUP).await;
 
     assert_eq!(done["request"]["state"], "contained", "{done:#}");
-    let writes = graph_writes(&sandbox, ids::SVC_BACKUP);
+    let writes = graph_writes(&sandbox.tenant, ids::SVC_BACKUP);
     let revoke = format!("POST /users/{}/revokeSignInSessions", ids::SVC_BACKUP);
     assert_eq!(writes, [revoke]);
     let account = sandbox.tenant.graph().user(ids::SVC_BACKUP).unwrap();
@@ -225,7 +211,7 @@ async fn an_account_blocked_already_is_offered_and_gets_a_revoke_only_containmen
 
     assert_eq!(done["request"]["state"], "contained", "{done:#}");
     let revoke = format!("POST /users/{}/revokeSignInSessions", ids::DAVE);
-    assert_eq!(graph_writes(&sandbox, ids::DAVE), [revoke]);
+    assert_eq!(graph_writes(&sandbox.tenant, ids::DAVE), [revoke]);
     assert!(!step_names(&done).contains(&"block_sign_in".to_string()));
 }
 
@@ -253,7 +239,7 @@ async fn servicenow_asking_to_revoke_sessions_leaves_sign_in_enabled() {
     let done = sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
 
     let revoke = format!("POST /users/{}/revokeSignInSessions", ids::ALICE);
-    assert_eq!(graph_writes(&sandbox, ids::ALICE), [revoke]);
+    assert_eq!(graph_writes(&sandbox.tenant, ids::ALICE), [revoke]);
     assert!(
         sandbox
             .tenant

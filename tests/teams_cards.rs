@@ -3,13 +3,14 @@
 //! turn into links or template expressions, and the approval card that
 //! shows working buttons only to the approver who may use them.
 
-use std::time::Duration;
-
 use cordon::demo::{BotAnswer, Sandbox};
 use cordon::sandbox::tenant::ids;
 use cordon::sandbox::transcript::adaptive_cards;
 use cordon::teams::cards::check_teams_rules;
 use serde_json::Value;
+use support::{eventually, graph_writes};
+
+mod support;
 
 async fn sandbox() -> Sandbox {
     Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
@@ -110,16 +111,6 @@ fn collect_texts(value: &Value, texts: &mut Vec<String>) {
         Value::Object(map) => map.values().for_each(|v| collect_texts(v, texts)),
         _ => {}
     }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} never happened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +292,7 @@ async fn only_an_approver_who_may_decide_gets_working_buttons() {
     // Nothing of this was a decision.
     let request = sandbox.request(&id).await.unwrap();
     assert_eq!(request["request"]["state"], "awaiting_approval");
-    assert!(graph_writes_about_alice(&sandbox).is_empty());
+    assert!(graph_writes(&sandbox.tenant, ids::ALICE).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,16 +340,4 @@ async fn a_decided_request_gives_every_viewer_the_same_card_without_buttons() {
     assert!(card_text(own).contains("Contained"), "{own:#}");
     let shared = shared_card(&sandbox, &card_id);
     assert!(verbs(&shared).is_empty(), "{shared:#}");
-}
-
-fn graph_writes_about_alice(sandbox: &Sandbox) -> Vec<String> {
-    sandbox
-        .tenant
-        .graph()
-        .calls()
-        .iter()
-        .filter(|c| c.method != "GET" && c.path.contains(ids::ALICE))
-        .filter(|c| !c.path.ends_with("checkMemberGroups"))
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect()
 }

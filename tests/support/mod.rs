@@ -1,6 +1,9 @@
 //! Shared test set-up: fresh stores on SQLite and PostgreSQL.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use cordon::sandbox::SimulatedTenant;
 use cordon::store::Store;
 
 /// The environment variable that names the PostgreSQL server for tests.
@@ -53,4 +56,32 @@ pub async fn allow_audit_tampering(store: &Store) {
     for statement in statements {
         sqlx::query(statement).execute(store.pool()).await.unwrap();
     }
+}
+
+/// Graph writes about `user_id` (anything but reads and the group check),
+/// in the order Graph received them, as "METHOD path" with the path below
+/// the API version, e.g. "PATCH /users/{id}".
+pub fn graph_writes(tenant: &SimulatedTenant, user_id: &str) -> Vec<String> {
+    tenant
+        .graph()
+        .calls()
+        .iter()
+        .filter(|c| c.method != "GET" && c.path.contains(user_id))
+        .filter(|c| !c.path.ends_with("checkMemberGroups"))
+        .map(|c| {
+            let path = c.path.trim_start_matches("/graph/v1.0");
+            format!("{} {path}", c.method)
+        })
+        .collect()
+}
+
+/// Polls `check` until it holds; panics naming `what` after about 10 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
 }
