@@ -125,6 +125,13 @@ impl Engine {
     /// card read earlier but queued later (the approval's, rendered while
     /// the runner raced ahead) would otherwise stay on the thread as the
     /// final one, showing "Approved, starting" on a finished run.
+    ///
+    /// Turns are taken within one process. With several replicas, the one
+    /// that took the approval click and the one running the steps publish
+    /// through outboxes of their own, so a card the first rendered can
+    /// still reach Teams after the second's last one; the thread's replies
+    /// and the store stay right, but the card can then show an earlier
+    /// state until the request changes again.
     pub async fn publish(&self, request_id: &str, reply: Option<String>) {
         let _turn = self.publish_turn(request_id).lock().await;
         let request = match self.store.require(request_id).await {
