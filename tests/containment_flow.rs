@@ -624,3 +624,52 @@ async fn a_service_url_is_written_when_it_changes_not_for_every_activity() {
     assert_eq!(moved.0, "https://smba.trafficmanager.net/emea/");
     assert!(moved.1 > first.1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_finds_a_request_by_id_upn_or_incident() {
+    let sandbox = sandbox().await;
+    let sam = (ids::SAM, "Sam Lee");
+    let (id, card) = requested(
+        &sandbox,
+        sam,
+        "contain alice@contoso.com INC0010001 token theft",
+        "alice@contoso.com",
+        "INC0010001",
+    )
+    .await;
+    let oscar = sandbox.user(ids::OSCAR, "Oscar Ruiz");
+    oscar.click("approve", &id, &card, None).await.unwrap();
+    sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
+    // Every thread message of the run is out before the answers are read.
+    sandbox.engine.teams.settled().await;
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let ask = |query: String| {
+        let sam = &sam;
+        let sandbox = &sandbox;
+        async move {
+            let before = sandbox.tenant.connector().messages().len();
+            sam.say_in_channel(&format!("status {query}"))
+                .await
+                .unwrap();
+            next_answer(sandbox, before).await
+        }
+    };
+
+    let by_id = ask(id.to_lowercase()).await;
+    let by_upn = ask("ALICE@contoso.com".into()).await;
+    let by_incident = ask("inc0010001".into()).await;
+    let unknown = ask("INC0099999".into()).await;
+
+    assert!(
+        by_id.contains(&id) && by_id.contains("Contained"),
+        "{by_id}"
+    );
+    for answer in [&by_upn, &by_incident] {
+        assert!(answer.contains(&id), "{answer}");
+        assert!(answer.contains("Contained"), "{answer}");
+    }
+    assert!(
+        unknown.contains("No request matches INC0099999"),
+        "{unknown}"
+    );
+}
