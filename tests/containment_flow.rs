@@ -673,3 +673,44 @@ async fn status_finds_a_request_by_id_upn_or_incident() {
         "{unknown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_or_replayed_webhook_signature_is_refused() {
+    let sandbox = sandbox().await;
+    let body = json!({
+        "number": "INC0010001", "affected_user": "alice@contoso.com",
+        "requested_by": "sam.analyst@contoso.com", "justification": "token theft",
+    })
+    .to_string();
+    let six_minutes_ago = chrono::Utc::now().timestamp() - 6 * 60;
+    let stale = cordon::demo::send_webhook_at(&sandbox, &body, six_minutes_ago).await;
+    assert_eq!(stale.unwrap(), 401);
+    assert!(sandbox
+        .engine
+        .store
+        .audit_events(None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same signed request twice: the second is a replay.
+    let now = chrono::Utc::now().timestamp();
+    let secret = secrecy::SecretString::from(cordon::demo::WEBHOOK_SECRET.to_string());
+    let signature = cordon::servicenow::webhook::sign(&secret, now, body.as_bytes());
+    let send = || {
+        reqwest::Client::new()
+            .post(format!("{}/api/servicenow/webhook", sandbox.base_url))
+            .header("content-type", "application/json")
+            .header("x-cordon-timestamp", now.to_string())
+            .header("x-cordon-signature", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 202);
+    assert_eq!(send().await.unwrap().status(), 401);
+    let requests = sandbox
+        .find("alice@contoso.com", "INC0010001")
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 1);
+}
