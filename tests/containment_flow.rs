@@ -355,12 +355,15 @@ async fn the_servicenow_webhook_starts_the_same_flow_once() {
         "requested_by": "sam.analyst@contoso.com", "justification": "EDR alert",
     })
     .to_string();
-    assert_eq!(send_webhook(&sandbox, &body).await.unwrap(), 202);
+    let sent_at = chrono::Utc::now().timestamp();
+    let first = cordon::demo::send_webhook_at(&sandbox, &body, sent_at).await;
+    assert_eq!(first.unwrap(), 202);
     let id = sandbox
         .wait_for_request("alice@contoso.com", "INC0010001")
         .await
         .unwrap();
-    let redelivered = chrono::Utc::now().timestamp() - 2;
+    // A redelivery is signed anew, with another timestamp.
+    let redelivered = sent_at + 1;
     assert_eq!(
         cordon::demo::send_webhook_at(&sandbox, &body, redelivered)
             .await

@@ -195,10 +195,12 @@ async fn webhook_service_account(sandbox: &Sandbox) -> ScenarioResult {
         "risk": "high",
     })
     .to_string();
-    let status = super::send_webhook(sandbox, &body).await?;
+    let sent_at = chrono::Utc::now().timestamp();
+    let status = super::send_webhook_at(sandbox, &body, sent_at).await?;
     ensure!(status == 202, "the webhook was answered {status}");
-    let redelivered_at = chrono::Utc::now().timestamp() - 1;
-    let again = super::send_webhook_at(sandbox, &body, redelivered_at).await?;
+    // ServiceNow signs a redelivery anew: another timestamp, another
+    // signature, the same request.
+    let again = super::send_webhook_at(sandbox, &body, sent_at + 1).await?;
     ensure!(
         again == 200,
         "a second delivery was answered {again}, not 200"
