@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,19 +15,15 @@ use base64::Engine;
 use cordon::botframework::auth::BOT_FRAMEWORK_ISSUER;
 use cordon::botframework::{Activity, AuthError, AuthSettings, BotAuthenticator, Caller};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
+use tokens::*;
+
+#[path = "support/tokens.rs"]
+mod tokens;
 
 const APP_ID: &str = "5f0c6f43-2c5e-4a0b-9d55-0c1c0e2a7b11";
 const TENANT: &str = "6a1d2f4e-8b0c-4f7e-9a3b-1c2d3e4f5a6b";
-const OTHER_TENANT: &str = "0b9e8d7c-6f5a-4e3d-2c1b-0a9f8e7d6c5b";
 const SERVICE_URL: &str = "https://smba.trafficmanager.net/emea/";
-
-const BOT_KEY_A: &str = include_str!("fixtures/bot_signing_a.pem");
-const BOT_KEY_B: &str = include_str!("fixtures/bot_signing_b.pem");
-const BOT_PUBLIC_A: &str = include_str!("fixtures/bot_signing_a.pub.pem");
-const TENANT_KEY: &str = include_str!("fixtures/tenant_signing.pem");
 
 /// The keys the fake issuers publish, and what they were asked.
 #[derive(Default)]
@@ -90,18 +86,6 @@ async fn tenant_keys(State(issuers): State<Arc<Issuers>>) -> Answer {
     answer(&issuers, json!({ "keys": keys }))
 }
 
-/// The public half of a fixture key as a JWK.
-fn jwk(private_pem: &str, kid: &str, endorsements: &[&str]) -> Value {
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).unwrap();
-    let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
-    let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
-    let mut jwk = json!({ "kty": "RSA", "use": "sig", "kid": kid, "n": n, "e": e });
-    if !endorsements.is_empty() {
-        jwk["endorsements"] = json!(endorsements);
-    }
-    jwk
-}
-
 struct Fixture {
     issuers: Arc<Issuers>,
     base: String,
@@ -148,13 +132,6 @@ impl Fixture {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn bot_claims() -> Value {
     json!({
         "iss": BOT_FRAMEWORK_ISSUER,
@@ -176,26 +153,8 @@ fn entra_claims(issuer: &str) -> Value {
     })
 }
 
-/// The calling app of the Entra tokens here, listed as the Bot Connector's.
-const CONNECTOR_APP_ID: &str = "d6d49420-f39b-4df7-a1dc-d59a935871db";
-
-fn sts_issuer(tenant: &str) -> String {
-    format!("https://sts.windows.net/{tenant}/")
-}
-
-fn sign_with(pem: &str, kid: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.into());
-    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
-}
-
 fn bot_token(claims: &Value) -> String {
-    sign_with(BOT_KEY_A, "bot-a", claims)
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
+    sign(BOT_KEY_A, "bot-a", claims)
 }
 
 fn activity() -> Activity {
@@ -249,7 +208,7 @@ async fn entra_tokens_of_the_configured_tenant_are_accepted_in_both_forms() {
     let auth = fixture.authenticator();
     let v2 = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
     for issuer in [sts_issuer(TENANT), v2] {
-        let token = sign_with(TENANT_KEY, "tenant-1", &entra_claims(&issuer));
+        let token = sign(TENANT_KEY, "tenant-1", &entra_claims(&issuer));
         let caller = check(&auth, &token).await.unwrap();
         let expected = Caller::BotConnector {
             issuer,
@@ -266,7 +225,7 @@ async fn an_entra_token_from_an_app_not_listed_as_the_connector_is_forbidden() {
     let auth = fixture.authenticator();
     let mut claims = entra_claims(&sts_issuer(TENANT));
     claims["appid"] = json!("0b2c7a11-0000-4000-8000-00000000beef");
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     assert_refused(check(&auth, &token).await, 403, "entra_caller");
 
     // A v2 token names its caller in `azp`.
@@ -274,10 +233,10 @@ async fn an_entra_token_from_an_app_not_listed_as_the_connector_is_forbidden() {
     let mut claims = entra_claims(&v2);
     claims.as_object_mut().unwrap().remove("appid");
     claims["azp"] = json!(CONNECTOR_APP_ID);
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     assert!(check(&auth, &token).await.is_ok());
     claims["azp"] = json!("0b2c7a11-0000-4000-8000-00000000beef");
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     assert_refused(check(&auth, &token).await, 403, "entra_caller");
 }
 
@@ -289,7 +248,7 @@ async fn with_no_listed_caller_every_entra_token_is_forbidden() {
         ..fixture.settings()
     };
     let auth = BotAuthenticator::new(settings, reqwest::Client::new());
-    let token = sign_with(TENANT_KEY, "tenant-1", &entra_claims(&sts_issuer(TENANT)));
+    let token = sign(TENANT_KEY, "tenant-1", &entra_claims(&sts_issuer(TENANT)));
     assert_refused(check(&auth, &token).await, 403, "entra_caller");
 }
 
@@ -298,7 +257,7 @@ async fn an_entra_token_naming_another_service_url_is_refused() {
     let fixture = Fixture::start().await;
     let mut claims = entra_claims(&sts_issuer(TENANT));
     claims["serviceurl"] = json!("https://smba.trafficmanager.net/amer/");
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     assert_refused(
         check(&fixture.authenticator(), &token).await,
         401,
@@ -324,7 +283,7 @@ async fn an_entra_token_of_another_tenant_is_refused() {
     let fixture = Fixture::start().await;
     let mut claims = entra_claims(&sts_issuer(OTHER_TENANT));
     claims["tid"] = json!(OTHER_TENANT);
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     assert_refused(check(&fixture.authenticator(), &token).await, 401, "issuer");
 }
 
@@ -333,7 +292,7 @@ async fn an_entra_token_whose_tid_is_another_tenant_is_refused() {
     let fixture = Fixture::start().await;
     let mut claims = entra_claims(&sts_issuer(TENANT));
     claims["tid"] = json!(OTHER_TENANT);
-    let token = sign_with(TENANT_KEY, "tenant-1", &claims);
+    let token = sign(TENANT_KEY, "tenant-1", &claims);
     let outcome = check(&fixture.authenticator(), &token).await;
     assert_refused(outcome, 401, "token_tenant");
 }
@@ -341,7 +300,7 @@ async fn an_entra_token_whose_tid_is_another_tenant_is_refused() {
 #[tokio::test]
 async fn an_entra_token_signed_with_a_bot_framework_key_is_refused() {
     let fixture = Fixture::start().await;
-    let token = sign_with(BOT_KEY_A, "bot-a", &entra_claims(&sts_issuer(TENANT)));
+    let token = sign(BOT_KEY_A, "bot-a", &entra_claims(&sts_issuer(TENANT)));
     assert_refused(check(&fixture.authenticator(), &token).await, 401, "key_id");
 }
 
@@ -423,12 +382,6 @@ async fn a_token_without_expiry_is_refused() {
 
 // --- Algorithms and signatures ------------------------------------------
 
-fn unsigned_token(alg: &str, claims: &Value) -> String {
-    let header = json!({ "alg": alg, "kid": "bot-a", "typ": "JWT" });
-    let part = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    format!("{}.{}.", part(&header), part(claims))
-}
-
 #[tokio::test]
 async fn an_unsigned_token_is_refused() {
     let fixture = Fixture::start().await;
@@ -444,10 +397,7 @@ async fn an_unsigned_token_is_refused() {
 #[tokio::test]
 async fn an_hmac_token_keyed_with_the_public_key_is_refused() {
     let fixture = Fixture::start().await;
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some("bot-a".into());
-    let key = EncodingKey::from_secret(BOT_PUBLIC_A.as_bytes());
-    let token = jsonwebtoken::encode(&header, &bot_claims(), &key).unwrap();
+    let token = hmac_token_keyed_with_the_public_key(&bot_claims());
     assert_refused(
         check(&fixture.authenticator(), &token).await,
         401,
@@ -478,7 +428,7 @@ async fn rs512_tokens_are_accepted() {
 #[tokio::test]
 async fn a_token_signed_by_another_key_under_a_known_kid_is_refused() {
     let fixture = Fixture::start().await;
-    let token = sign_with(BOT_KEY_B, "bot-a", &bot_claims());
+    let token = sign(BOT_KEY_B, "bot-a", &bot_claims());
     assert_refused(
         check(&fixture.authenticator(), &token).await,
         401,
@@ -493,7 +443,7 @@ async fn a_token_naming_no_key_or_a_non_rsa_key_is_refused() {
     let key = EncodingKey::from_rsa_pem(BOT_KEY_A.as_bytes()).unwrap();
     let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &bot_claims(), &key);
     assert_refused(check(&auth, &no_kid.unwrap()).await, 401, "key_id");
-    let ec = sign_with(BOT_KEY_A, "ec-1", &bot_claims());
+    let ec = sign(BOT_KEY_A, "ec-1", &bot_claims());
     assert_refused(check(&auth, &ec).await, 401, "key_id");
 }
 
@@ -520,7 +470,7 @@ async fn a_token_with_a_tampered_payload_is_refused() {
 #[tokio::test]
 async fn an_unknown_kid_is_refused() {
     let fixture = Fixture::start().await;
-    let token = sign_with(BOT_KEY_B, "never-published", &bot_claims());
+    let token = sign(BOT_KEY_B, "never-published", &bot_claims());
     assert_refused(check(&fixture.authenticator(), &token).await, 401, "key_id");
 }
 
@@ -535,7 +485,7 @@ async fn a_rotated_key_is_accepted_after_a_rate_limited_refresh() {
     fixture
         .issuers
         .publish_bot_key(jwk(BOT_KEY_B, "bot-b", &["msteams"]));
-    let rotated = sign_with(BOT_KEY_B, "bot-b", &bot_claims());
+    let rotated = sign(BOT_KEY_B, "bot-b", &bot_claims());
     assert_refused(check(&auth, &rotated).await, 401, "key_id");
     assert_eq!(fixture.issuers.bot_fetches(), 1);
 
@@ -545,7 +495,7 @@ async fn a_rotated_key_is_accepted_after_a_rate_limited_refresh() {
     assert_eq!(fixture.issuers.bot_fetches(), 2);
 
     // Another unknown kid right after does not cause another one.
-    let unknown = sign_with(BOT_KEY_B, "bot-c", &bot_claims());
+    let unknown = sign(BOT_KEY_B, "bot-c", &bot_claims());
     assert_refused(check(&auth, &unknown).await, 401, "key_id");
     assert_eq!(fixture.issuers.bot_fetches(), 2);
 }
@@ -643,7 +593,7 @@ async fn a_service_url_differing_in_case_and_final_slash_is_accepted() {
 #[tokio::test]
 async fn a_key_not_endorsed_for_the_channel_is_forbidden() {
     let fixture = Fixture::start().await;
-    let token = sign_with(BOT_KEY_A, "bot-webchat", &bot_claims());
+    let token = sign(BOT_KEY_A, "bot-webchat", &bot_claims());
     let outcome = check(&fixture.authenticator(), &token).await;
     assert_refused(outcome, 403, "endorsement");
 }
@@ -653,7 +603,7 @@ async fn a_key_endorsed_for_the_channel_or_without_endorsements_is_accepted() {
     let fixture = Fixture::start().await;
     let auth = fixture.authenticator();
     for kid in ["bot-a", "bot-plain"] {
-        let token = sign_with(BOT_KEY_A, kid, &bot_claims());
+        let token = sign(BOT_KEY_A, kid, &bot_claims());
         assert!(check(&auth, &token).await.is_ok(), "{kid}");
     }
 }

@@ -12,30 +12,22 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use cordon::botframework::auth::BOT_FRAMEWORK_ISSUER;
 use cordon::demo::{Sandbox, API_TOKEN, APPROVALS_CHANNEL, SOC_CHANNEL, WEBHOOK_SECRET};
 use cordon::sandbox::tenant::ids;
 use cordon::sandbox::{PostedMessage, SimulatedTenant};
 use cordon::teams::channel::{channel_key, tenant_key};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
+use tokens::*;
 
-const BOT_KEY_A: &str = include_str!("fixtures/bot_signing_a.pem");
-const BOT_KEY_B: &str = include_str!("fixtures/bot_signing_b.pem");
-const BOT_PUBLIC_A: &str = include_str!("fixtures/bot_signing_a.pub.pem");
-const TENANT_KEY: &str = include_str!("fixtures/tenant_signing.pem");
-
-const OTHER_TENANT: &str = "0b9e8d7c-6f5a-4e3d-2c1b-0a9f8e7d6c5b";
+#[path = "support/tokens.rs"]
+mod tokens;
 
 /// Every secret of the sandbox's configuration; no answer may carry one.
 const SECRETS: [&str; 6] = [
@@ -112,26 +104,7 @@ async fn tenant_keys(State(issuers): State<Arc<Issuers>>) -> Json<Value> {
     Json(json!({ "keys": issuers.tenant_keys }))
 }
 
-/// The public half of a fixture key as a JWK.
-fn jwk(private_pem: &str, kid: &str, endorsements: &[&str]) -> Value {
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).unwrap();
-    let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
-    let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
-    let mut jwk = json!({ "kty": "RSA", "use": "sig", "kid": kid, "n": n, "e": e });
-    if !endorsements.is_empty() {
-        jwk["endorsements"] = json!(endorsements);
-    }
-    jwk
-}
-
 // --- Tokens ---------------------------------------------------------------
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn bot_claims(service_url: &str) -> Value {
     json!({
@@ -154,41 +127,9 @@ fn entra_claims(issuer: &str, tid: &str) -> Value {
     })
 }
 
-/// The calling app the tests' Entra tokens name, listed as the Bot
-/// Connector's in `bot.entra_caller_app_ids`.
-const CONNECTOR_APP_ID: &str = "d6d49420-f39b-4df7-a1dc-d59a935871db";
-
-fn sts_issuer(tenant: &str) -> String {
-    format!("https://sts.windows.net/{tenant}/")
-}
-
-fn sign(pem: &str, kid: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.into());
-    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
-}
-
 /// A Bot Framework token for `service_url`, as the Bot Connector signs it.
 fn bot_token(service_url: &str) -> String {
     sign(BOT_KEY_A, "bot-a", &bot_claims(service_url))
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn unsigned_token(claims: &Value) -> String {
-    let header = json!({ "alg": "none", "kid": "bot-a", "typ": "JWT" });
-    let part = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    format!("{}.{}.", part(&header), part(claims))
-}
-
-fn hmac_token_keyed_with_the_public_key(claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some("bot-a".into());
-    let key = EncodingKey::from_secret(BOT_PUBLIC_A.as_bytes());
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 // --- Activities -------------------------------------------------------------
@@ -496,7 +437,7 @@ fn refusals(activity: &Value, service_url: &str) -> Vec<Refusal> {
         ("no audience", changed("aud", None)),
         ("expired", changed("exp", Some(json!(now() - 6 * 60)))),
         ("not yet valid", changed("nbf", Some(json!(now() + 6 * 60)))),
-        ("alg none", unsigned_token(&valid)),
+        ("alg none", unsigned_token("none", &valid)),
         (
             "HS256 keyed with the public key",
             hmac_token_keyed_with_the_public_key(&valid),
