@@ -190,7 +190,6 @@ async fn a_rejected_request_changes_nothing_in_entra() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_are_answered_and_store_nothing() {
     let sandbox = sandbox().await;
-    let sam = sandbox.user(ids::SAM, "Sam Lee");
     let cases = [
         (
             "contain nobody@contoso.com INC0010001 typo",
@@ -224,9 +223,7 @@ async fn refused_requests_are_answered_and_store_nothing() {
         ),
     ];
     for (text, upn, incident) in cases {
-        let before = sandbox.tenant.connector().messages().len();
-        sam.say_in_channel(text).await.unwrap();
-        let answer = next_answer(&sandbox, before).await;
+        let answer = sam_says(&sandbox, text).await;
         assert!(!answer.is_empty(), "{text} got an answer");
         assert!(
             sandbox.find(upn, incident).await.unwrap().is_empty(),
@@ -245,12 +242,7 @@ async fn refused_requests_are_answered_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistyped_command_is_answered_with_what_to_type() {
     let sandbox = sandbox().await;
-    let sam = sandbox.user(ids::SAM, "Sam Lee");
-    let before = sandbox.tenant.connector().messages().len();
-    sam.say_in_channel("contian alice@contoso.com INC0010001 x")
-        .await
-        .unwrap();
-    let answer = next_answer(&sandbox, before).await;
+    let answer = sam_says(&sandbox, "contian alice@contoso.com INC0010001 x").await;
     assert!(answer.contains("contain"), "{answer}");
 }
 
@@ -435,6 +427,14 @@ async fn bad_webhooks_are_refused_and_store_nothing() {
         .is_empty());
 }
 
+/// What the bot answers to Sam Lee typing `text` in the SOC channel.
+async fn sam_says(sandbox: &Sandbox, text: &str) -> String {
+    let sam = sandbox.user(ids::SAM, "Sam Lee");
+    let before = sandbox.tenant.connector().messages().len();
+    sam.say_in_channel(text).await.unwrap();
+    next_answer(sandbox, before).await
+}
+
 async fn next_answer(sandbox: &Sandbox, before: usize) -> String {
     for _ in 0..200 {
         let messages = sandbox.tenant.connector().messages();
@@ -489,13 +489,8 @@ async fn a_run_waiting_for_a_free_slot_starts_when_one_frees_not_at_the_next_pol
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_command_explains_without_an_incident_and_changes_nothing() {
     let sandbox = sandbox().await;
-    let sam = sandbox.user(ids::SAM, "Sam Lee");
 
-    let before = sandbox.tenant.connector().messages().len();
-    sam.say_in_channel("policy adele.admin@contoso.com")
-        .await
-        .unwrap();
-    let answer = next_answer(&sandbox, before).await;
+    let answer = sam_says(&sandbox, "policy adele.admin@contoso.com").await;
 
     assert!(answer.contains("would proceed"), "{answer}");
     assert!(answer.contains("privileged"), "{answer}");
@@ -645,23 +640,10 @@ async fn status_finds_a_request_by_id_upn_or_incident() {
     sandbox.wait_for_state(&id, &["contained"]).await.unwrap();
     // Every thread message of the run is out before the answers are read.
     sandbox.engine.teams.settled().await;
-    let sam = sandbox.user(ids::SAM, "Sam Lee");
-    let ask = |query: String| {
-        let sam = &sam;
-        let sandbox = &sandbox;
-        async move {
-            let before = sandbox.tenant.connector().messages().len();
-            sam.say_in_channel(&format!("status {query}"))
-                .await
-                .unwrap();
-            next_answer(sandbox, before).await
-        }
-    };
-
-    let by_id = ask(id.to_lowercase()).await;
-    let by_upn = ask("ALICE@contoso.com".into()).await;
-    let by_incident = ask("inc0010001".into()).await;
-    let unknown = ask("INC0099999".into()).await;
+    let by_id = sam_says(&sandbox, &format!("status {}", id.to_lowercase())).await;
+    let by_upn = sam_says(&sandbox, "status ALICE@contoso.com").await;
+    let by_incident = sam_says(&sandbox, "status inc0010001").await;
+    let unknown = sam_says(&sandbox, "status INC0099999").await;
 
     assert!(
         by_id.contains(&id) && by_id.contains("Contained"),
