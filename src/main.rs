@@ -155,7 +155,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Sandbox { bind, store } => {
             init_logging(LogFormat::Text);
-            let sandbox = cordon::demo::Sandbox::start(bind, store).await?;
+            let sandbox = cordon::demo::Sandbox::start_with_environment(bind, store).await?;
             println!("{}", cordon::demo::sandbox_banner(&sandbox));
             tokio::signal::ctrl_c().await?;
         }

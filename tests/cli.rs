@@ -219,3 +219,46 @@ async fn manifest_pack_writes_the_app_package_with_the_configured_bot_id() {
     assert_eq!(manifest["bots"][0]["botId"], ids::BOT_APP_ID);
     assert!(!manifest.to_string().contains("${"), "{manifest}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_takes_configuration_overrides_from_the_environment() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut sandbox = tokio::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["sandbox", "--bind", "127.0.0.1:0"])
+        .env("CORDON_API__RATE_LIMIT_BURST", "1")
+        .env("CORDON_API__RATE_LIMIT_PER_MINUTE", "1")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cordon sandbox starts");
+    let mut lines = BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    let mut api = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(rest) = line.trim().strip_prefix("automation API") {
+            api = rest.split_whitespace().next().map(String::from);
+            break;
+        }
+    }
+    let api = api.expect("the banner names the automation API");
+    let propose = |number: &str| {
+        reqwest::Client::new()
+            .post(&api)
+            .bearer_auth(cordon::demo::API_TOKEN)
+            .json(&serde_json::json!({
+                "number": number,
+                "affected_user": ids::ALICE_UPN,
+                "requested_by": ids::SAM_UPN,
+                "justification": "token theft",
+            }))
+            .send()
+    };
+
+    let first = propose(ids::INC_ALICE).await.unwrap();
+    let second = propose(ids::INC_ALICE_INQUIRY).await.unwrap();
+
+    assert_eq!(first.status(), 202);
+    assert_eq!(second.status(), 429, "the burst of 1 from the environment");
+}

@@ -22,8 +22,19 @@ pub fn sandbox_config(
     bind: SocketAddr,
     store_url: &str,
 ) -> Result<Config, ConfigError> {
+    sandbox_config_with_env(tenant, bind, store_url, std::iter::empty())
+}
+
+/// As [`sandbox_config`], with `CORDON_<SECTION>__<KEY>` variables of
+/// `env` layered on top, as `cordon serve` layers them on its file.
+pub fn sandbox_config_with_env(
+    tenant: &SimulatedTenant,
+    bind: SocketAddr,
+    store_url: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let text = sandbox_config_toml(tenant, bind, store_url);
-    Config::from_toml_and_env(&text, std::iter::empty())
+    Config::from_toml_and_env(&text, env)
 }
 
 /// The sandbox configuration as TOML, for a `cordon serve --config` run

@@ -23,7 +23,8 @@ use crate::sandbox::SimulatedTenant;
 use crate::startup::{Application, Timing};
 
 pub use config::{
-    sandbox_config, sandbox_config_toml, API_TOKEN, APPROVALS_CHANNEL, WEBHOOK_SECRET,
+    sandbox_config, sandbox_config_toml, sandbox_config_with_env, API_TOKEN, APPROVALS_CHANNEL,
+    WEBHOOK_SECRET,
 };
 pub use scenarios::run_demo;
 
@@ -53,12 +54,18 @@ impl Sandbox {
         store_url: Option<String>,
         adjust: impl FnOnce(&mut crate::config::Config),
     ) -> anyhow::Result<Sandbox> {
-        let timing = Timing {
-            retry: crate::retry::RetryPolicy::fast(),
-            timeout: Duration::from_secs(5),
-            ..Timing::default()
-        };
-        Self::start_timed(bind, store_url, adjust, timing).await
+        Self::start_timed(bind, store_url, adjust, sandbox_timing()).await
+    }
+
+    /// As [`Sandbox::start`], with the process's `CORDON_<SECTION>__<KEY>`
+    /// variables layered on the sandbox configuration, as `cordon serve`
+    /// layers them on its file: what `cordon sandbox` runs.
+    pub async fn start_with_environment(
+        bind: SocketAddr,
+        store_url: Option<String>,
+    ) -> anyhow::Result<Sandbox> {
+        let env: Vec<_> = std::env::vars().collect();
+        Self::launch(bind, store_url, env, |_| {}, sandbox_timing()).await
     }
 
     /// As [`Sandbox::start_with`], with the given timing knobs; benchmarks
@@ -66,6 +73,16 @@ impl Sandbox {
     pub async fn start_timed(
         bind: SocketAddr,
         store_url: Option<String>,
+        adjust: impl FnOnce(&mut crate::config::Config),
+        timing: Timing,
+    ) -> anyhow::Result<Sandbox> {
+        Self::launch(bind, store_url, Vec::new(), adjust, timing).await
+    }
+
+    async fn launch(
+        bind: SocketAddr,
+        store_url: Option<String>,
+        env: Vec<(String, String)>,
         adjust: impl FnOnce(&mut crate::config::Config),
         timing: Timing,
     ) -> anyhow::Result<Sandbox> {
@@ -80,7 +97,7 @@ impl Sandbox {
                 )
             }
         };
-        let mut config = sandbox_config(&tenant, bind, &store_url)?;
+        let mut config = sandbox_config_with_env(&tenant, bind, &store_url, env)?;
         adjust(&mut config);
         config.validate()?;
         let app = Application::build_with(config, timing).await?;
@@ -341,4 +358,13 @@ pub fn sandbox_banner(sandbox: &Sandbox) -> String {
         sandbox.tenant.base_url(),
         sandbox.base_url,
     )
+}
+
+/// Quick retries and timeouts: the simulated tenant answers at once.
+fn sandbox_timing() -> Timing {
+    Timing {
+        retry: crate::retry::RetryPolicy::fast(),
+        timeout: Duration::from_secs(5),
+        ..Timing::default()
+    }
 }
