@@ -554,6 +554,20 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_configuration_is_valid() {
+        let text = include_str!("../docs/cordon.example.toml");
+        let config = Config::from_toml_and_env(text, env(&[])).unwrap();
+        assert!(config.store.url.starts_with("postgres://"));
+        assert_eq!(config.api.tokens.len(), 1);
+        assert_eq!(config.policy.privileged_role_ids.len(), 2);
+        assert!(
+            config.policy.auto_approve.is_none(),
+            "the example keeps it off"
+        );
+        assert_eq!(config.policy.runbooks, crate::policy::Runbooks::default());
+    }
+
+    #[test]
     fn a_minimal_file_gets_the_documented_defaults() {
         let config = Config::from_toml_and_env(MINIMAL, env(&[])).unwrap();
         assert_eq!(config.server.bind.to_string(), "0.0.0.0:3978");
