@@ -110,6 +110,11 @@ impl Activity {
 
     /// The tenant the activity says it comes from: `channelData.tenant.id`,
     /// or the conversation's `tenantId` when the channel data lacks it.
+    /// Whether the activity comes from `tenant` (see [`same_tenant`]).
+    pub fn is_from_tenant(&self, tenant: &str) -> bool {
+        self.tenant_id().is_some_and(|t| same_tenant(t, tenant))
+    }
+
     pub fn tenant_id(&self) -> Option<&str> {
         self.channel_data
             .as_ref()
@@ -159,6 +164,12 @@ impl Activity {
             "value": { "code": code, "message": message },
         })
     }
+}
+
+/// Tenant ids are GUIDs, which Microsoft writes in either case; an empty
+/// configured tenant matches nothing.
+pub fn same_tenant(given: &str, configured: &str) -> bool {
+    !configured.is_empty() && given.eq_ignore_ascii_case(configured)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::activity::Activity;
+use super::activity::{same_tenant, Activity};
 use super::keys::{KeyError, KeyStore, SigningKey};
 
 /// The issuer of the tokens the Bot Connector signs with its own keys.
@@ -328,9 +328,10 @@ impl BotAuthenticator {
     }
 
     fn check_activity_tenant(&self, activity: &Activity) -> Result<(), AuthError> {
-        match activity.tenant_id() {
-            Some(tenant) if same_tenant(tenant, &self.settings.tenant_id) => Ok(()),
-            _ => Err(AuthError::ForeignTenant),
+        if activity.is_from_tenant(&self.settings.tenant_id) {
+            Ok(())
+        } else {
+            Err(AuthError::ForeignTenant)
         }
     }
 }
@@ -467,11 +468,6 @@ fn check_endorsement(key: &SigningKey, activity: &Activity) -> Result<(), AuthEr
     } else {
         Err(AuthError::MissingEndorsement)
     }
-}
-
-/// Tenant ids are GUIDs, which Microsoft writes in either case.
-fn same_tenant(a: &str, b: &str) -> bool {
-    !b.is_empty() && a.eq_ignore_ascii_case(b)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::audit::AuditEntry;
+use crate::botframework::activity::same_tenant;
 use crate::policy::{self, ApproverFacts};
 use crate::store::{DecisionRecorded, StoreError};
 
@@ -225,9 +226,9 @@ impl Engine {
         };
         let allowed = match &clicker.object_id {
             Some(object_id) => {
-                let configured = self.config.bot.tenant_id.as_str();
                 let tenant = clicker.tenant_id.as_deref().unwrap_or_default();
-                tenant.eq_ignore_ascii_case(configured) && self.is_approver(object_id).await?
+                same_tenant(tenant, &self.config.bot.tenant_id)
+                    && self.is_approver(object_id).await?
             }
             None => false,
         };

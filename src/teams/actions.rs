@@ -166,11 +166,7 @@ async fn propose(engine: &Arc<Engine>, activity: &Activity, asked: Asked) -> Act
              requests are only taken from signed-in Teams users.",
         );
     };
-    let configured = engine.config.bot.tenant_id.as_str();
-    if !activity
-        .tenant_id()
-        .is_some_and(|t| t.eq_ignore_ascii_case(configured))
-    {
+    if !activity.is_from_tenant(&engine.config.bot.tenant_id) {
         return Activity::message("Requests are only taken from this organisation's tenant.");
     }
     let proposal = Proposal {
