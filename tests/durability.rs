@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 #[path = "support/server.rs"]
 mod server;
+#[macro_use]
 mod support;
 
 use server::ServerProcess;
@@ -547,16 +548,26 @@ async fn a_release_is_approved_like_a_containment_and_links_to_it(store: Option<
     assert!(linked >= 2, "start and summary notes link it: {notes:?}");
 }
 
-/// A real `cordon serve` is killed while Graph holds the answer to the
-/// block sign-in write (the write has landed, the journal does not know),
-/// then started again on the same store.
-async fn a_server_killed_mid_run_resumes_without_repeating_graph_writes(store: Option<String>) {
+/// A directory for server logs, the store (a SQLite file in that directory
+/// unless `store` names one) and a simulated tenant, for tests that run
+/// `cordon serve` processes.
+async fn for_server_processes(
+    store: Option<String>,
+) -> (tempfile::TempDir, String, SimulatedTenant) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         store.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cordon.db").display()));
     let tenant = SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    (dir, store, tenant)
+}
+
+/// A real `cordon serve` is killed while Graph holds the answer to the
+/// block sign-in write (the write has landed, the journal does not know),
+/// then started again on the same store.
+async fn a_server_killed_mid_run_resumes_without_repeating_graph_writes(store: Option<String>) {
+    let (dir, store, tenant) = for_server_processes(store).await;
     let user = format!("/users/{}", ids::ALICE);
     let late = FaultKind::AnswerLate(Duration::from_secs(30));
     tenant.graph().inject(Fault::new(late).on("PATCH", &user));
@@ -684,12 +695,7 @@ fn applied_block_and_revoke(tenant: &SimulatedTenant) -> (usize, usize) {
 async fn a_server_killed_before_its_first_step_took_effect_notes_the_ticket_once(
     store: Option<String>,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        store.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cordon.db").display()));
-    let tenant = SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (dir, store, tenant) = for_server_processes(store).await;
     let incident = format!("/incident/{}", ids::INC_ALICE_SYS_ID);
     let held = FaultKind::Delay(Duration::from_secs(30));
     tenant
@@ -720,12 +726,7 @@ async fn a_server_killed_before_its_first_step_took_effect_notes_the_ticket_once
 }
 
 async fn a_server_killed_between_block_and_revoke_revokes_exactly_once(store: Option<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        store.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cordon.db").display()));
-    let tenant = SimulatedTenant::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (dir, store, tenant) = for_server_processes(store).await;
     let held = FaultKind::Delay(Duration::from_secs(30));
     let revoke = Fault::new(held).on("POST", "revokeSignInSessions");
     tenant.graph().inject(revoke);
@@ -752,30 +753,6 @@ async fn a_server_killed_between_block_and_revoke_revokes_exactly_once(store: Op
     let (seq, hash) = second.store().await.audit_head().await.unwrap();
     assert!(cordon::audit::verify(&events, (seq, &hash)).is_ok());
     second.kill();
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(None).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(url) = super::support::postgres_database().await else {
-                        return;
-                    };
-                    super::$name(Some(url)).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

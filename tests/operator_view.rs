@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 mod prometheus;
 #[path = "support/server.rs"]
 mod server;
+#[macro_use]
 mod support;
 
 use prometheus::Scrape;
@@ -672,30 +673,6 @@ async fn a_json_debug_log_of_a_whole_containment_names_the_run_but_no_secret_or_
         lines.len(),
         secrets.len()
     );
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(None).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(url) = super::support::postgres_database().await else {
-                        return;
-                    };
-                    super::$name(Some(url)).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(the_detail_shows_state_steps_with_graph_ids_approvals_and_audit);

@@ -85,3 +85,32 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting until {what}");
 }
+
+/// Declares each named `async fn(Option<String>)` of the calling file as
+/// two tests: `sqlite::NAME` (given `None`, so it makes its own SQLite
+/// store) and `postgres::NAME` (given a new PostgreSQL database, or
+/// skipped with a note when none is configured).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(None).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(url) = super::support::postgres_database().await else {
+                        return;
+                    };
+                    super::$name(Some(url)).await;
+                }
+            )*
+        }
+    };
+}
